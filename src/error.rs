@@ -1,0 +1,83 @@
+//! The one error type of libdpm. Every fallible call returns [`Result`]; the C ABI maps each
+//! variant to a stable status code.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in libdpm.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An argument is out of range or inconsistent with the others.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A name (solver, schedule, spacing, ...) that libdpm does not know.
+    #[error("unknown {kind} '{name}' (known: {known})")]
+    UnknownName {
+        /// What kind of name was looked up.
+        kind: &'static str,
+        /// The name given.
+        name: String,
+        /// The names that would have been accepted.
+        known: String,
+    },
+    /// Buffers or tensors whose shapes do not fit together.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// The solver was driven out of order (e.g. output given when none was asked for).
+    #[error("solver state: {0}")]
+    State(String),
+    /// The ONNX Runtime library could not be found or loaded.
+    #[error("ONNX Runtime unavailable: {0}")]
+    RuntimeUnavailable(String),
+    /// An execution provider (e.g. CUDA) that this runtime build or machine cannot offer.
+    #[error("execution provider '{provider}' unavailable: {reason}")]
+    ProviderUnavailable {
+        /// The provider asked for.
+        provider: String,
+        /// Why it cannot be used, and how to fix it.
+        reason: String,
+    },
+    /// A model whose inputs, outputs or metadata do not fit what libdpm needs.
+    #[error("model {path}: {reason}")]
+    Model {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An error reported by ONNX Runtime while running a model.
+    #[error("ONNX Runtime: {0}")]
+    Ort(String),
+    /// A model produced NaN or infinite values.
+    #[error("non-finite model output at step {step}, sample {sample}")]
+    NonFinite {
+        /// The solver step (0-based) at which it was seen.
+        step: usize,
+        /// The first sample index with a non-finite value.
+        sample: usize,
+    },
+    /// The run was stopped by a progress callback or a cancel request.
+    #[error("cancelled")]
+    Cancelled,
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The operating-system error.
+        source: std::io::Error,
+    },
+}
+
+impl From<ort::Error> for Error {
+    fn from(e: ort::Error) -> Self {
+        Error::Ort(e.to_string())
+    }
+}
+
+/// Result with libdpm's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for an [`Error::InvalidArgument`].
+pub(crate) fn invalid<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error::InvalidArgument(msg.into()))
+}

@@ -1,0 +1,32 @@
+//! libdpm: fast diffusion sampling (the DPM-Solver family, classifier-free guidance,
+//! batching) and training, running networks through ONNX Runtime, with a stable C ABI.
+//!
+//! Module map:
+//! - [`schedule`]: noise schedules (alpha, sigma, lambda at integer and continuous times);
+//! - [`spacing`]: where the steps go (the reference timesteps, time-uniform, logSNR, ...);
+//! - [`solver`]: DDPM, DDIM, DPM-Solver-1/2/3, DPM-Solver++ (single/multistep), adaptive,
+//!   as a host-driven state machine over flat f32 buffers;
+//! - [`guidance`]: classifier-free guidance conventions;
+//! - [`sampler`]: solver + guidance + batch = what a host drives step by step;
+//! - [`rng`]: counter-based random numbers (batch- and thread-invariant);
+//! - [`runtime`]: finding and loading ONNX Runtime, execution providers;
+//! - [`model`]: running an ONNX noise-prediction network as the sampler's model;
+//! - [`exact`]: closed-form models (Gaussian mixtures) for validating solvers;
+//! - [`error`]: the error type.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod exact;
+pub mod guidance;
+pub mod model;
+pub mod rng;
+pub mod runtime;
+pub mod sampler;
+pub mod schedule;
+pub mod solver;
+pub mod spacing;
+
+pub use error::{Error, Result};
+
+/// libdpm's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,518 @@
+//! An ONNX noise-prediction network as the sampler's model, run through ONNX Runtime.
+//!
+//! The model's inputs are discovered and validated when it is loaded: `x` (float32,
+//! `[batch, ...]`), `t` (float32 or int64, `[batch]`, `[1]` or a scalar) and optionally
+//! `labels` (int64 `[batch]`); one float32 output shaped like `x`. libdpm's own graphs also
+//! carry metadata (`dpm.*`: prediction type, schedule, classes, resolution). Tensors are
+//! allocated once per batch size and bound with IoBinding, so a sampling run allocates nothing
+//! per step: the solver's query is copied into the bound input, the output is read in place.
+
+use std::path::{Path, PathBuf};
+
+use ort::session::IoBinding;
+use ort::session::Session;
+use ort::value::{Tensor, TensorElementType, ValueType};
+
+use crate::error::{Error, Result};
+use crate::runtime::Runtime;
+use crate::sampler::Sampler;
+use crate::schedule::{self, Schedule};
+use crate::solver::Prediction;
+
+/// Element type of the time input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeType {
+    /// float32: fractional times are passed as they are.
+    F32,
+    /// int64: times are rounded to the nearest integer.
+    I64,
+}
+
+/// What a loaded model takes and gives.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// Name of the state input.
+    pub x_name: String,
+    /// Name of the time input.
+    pub t_name: String,
+    /// Name of the class-label input, for conditional models.
+    pub labels_name: Option<String>,
+    /// Name of the prediction output.
+    pub out_name: String,
+    /// Shape of one sample (x without its batch dimension).
+    pub sample_shape: Vec<usize>,
+    /// Element type of `t`.
+    pub t_type: TimeType,
+    /// True when one `t` value may serve the whole batch (shape `[1]` or scalar).
+    pub t_broadcast: bool,
+    /// What the network predicts (`dpm.prediction`, default eps).
+    pub prediction: Prediction,
+    /// Number of real classes (labels 1..=K, 0 = null), from `dpm.num_classes`.
+    pub num_classes: Option<usize>,
+    /// All `dpm.*` metadata.
+    pub metadata: Vec<(String, String)>,
+}
+
+impl ModelInfo {
+    /// Values per sample.
+    pub fn dim(&self) -> usize {
+        self.sample_shape.iter().product()
+    }
+
+    /// The metadata value for `key`.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The noise schedule the model was trained with (`dpm.schedule` etc.; default: the
+    /// reference linear schedule).
+    pub fn schedule(&self) -> Result<Schedule> {
+        let n = self
+            .meta("dpm.num_train_timesteps")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        match self.meta("dpm.schedule").unwrap_or("linear") {
+            "linear" => {
+                let b0 = self
+                    .meta("dpm.beta_start")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1e-4);
+                let b1 = self
+                    .meta("dpm.beta_end")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.02);
+                Schedule::linear(b0, b1, n)
+            }
+            other => schedule::named(other, n),
+        }
+    }
+}
+
+enum TimeTensor {
+    F32(Tensor<f32>),
+    I64(Tensor<i64>),
+}
+
+struct Bound {
+    rows: usize,
+    binding: IoBinding,
+    x: Tensor<f32>,
+    t: TimeTensor,
+    labels: Option<Tensor<i64>>,
+    out: Tensor<f32>,
+}
+
+/// A loaded ONNX model (see the module docs). One thread at a time.
+pub struct OnnxModel {
+    session: Session,
+    path: PathBuf,
+    info: ModelInfo,
+    bound: Option<Bound>,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+fn pick<'a>(names: &'a [(String, ValueType)], wanted: &[&str]) -> Option<&'a (String, ValueType)> {
+    wanted
+        .iter()
+        .find_map(|w| names.iter().find(|(n, _)| n == w))
+}
+
+fn tensor_info(v: &ValueType) -> Option<(TensorElementType, Vec<i64>, Vec<String>)> {
+    match v {
+        ValueType::Tensor {
+            ty,
+            shape,
+            dimension_symbols,
+        } => Some((*ty, shape.to_vec(), dimension_symbols.to_vec())),
+        _ => None,
+    }
+}
+
+impl OnnxModel {
+    /// Loads and validates a model.
+    pub fn load(rt: &Runtime, path: &Path) -> Result<Self> {
+        let session = rt.session(path)?;
+        let bad = |reason: String| Error::Model {
+            path: path.into(),
+            reason,
+        };
+        let inputs: Vec<(String, ValueType)> = session
+            .inputs()
+            .iter()
+            .map(|o| (o.name().to_string(), o.dtype().clone()))
+            .collect();
+        let outputs: Vec<(String, ValueType)> = session
+            .outputs()
+            .iter()
+            .map(|o| (o.name().to_string(), o.dtype().clone()))
+            .collect();
+        let listing = |v: &[(String, ValueType)]| {
+            v.iter()
+                .map(|(n, t)| format!("{n}: {t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let x = pick(&inputs, &["x", "x_t", "sample", "input"]).ok_or_else(|| {
+            bad(format!(
+                "no state input (expected one named x, x_t or sample); the model has inputs {}",
+                listing(&inputs)
+            ))
+        })?;
+        let t = pick(&inputs, &["t", "timestep", "timesteps", "time"]).ok_or_else(|| {
+            bad(format!(
+                "no time input (expected one named t or timestep); the model has inputs {}",
+                listing(&inputs)
+            ))
+        })?;
+        let labels = pick(&inputs, &["labels", "class_labels", "y", "label"]);
+        if let Some(extra) = inputs
+            .iter()
+            .find(|(n, _)| n != &x.0 && n != &t.0 && Some(n) != labels.map(|l| &l.0))
+        {
+            return Err(bad(format!(
+                "unexpected input '{}' ({}); libdpm feeds only x, t and labels",
+                extra.0, extra.1
+            )));
+        }
+        let (xty, xshape, xsym) =
+            tensor_info(&x.1).ok_or_else(|| bad(format!("input '{}' is not a tensor", x.0)))?;
+        if xty != TensorElementType::Float32 {
+            return Err(bad(format!(
+                "input '{}' has element type {xty}, libdpm needs float32",
+                x.0
+            )));
+        }
+        if xshape.len() < 2 {
+            return Err(bad(format!("input '{}' has shape {xshape:?}; it needs a batch dimension and at least one sample dimension", x.0)));
+        }
+        if let Some(d) = xshape[1..].iter().find(|&&d| d <= 0) {
+            return Err(bad(format!(
+                "input '{}' has shape {xshape:?}: sample dimensions must be fixed (found {d})",
+                x.0
+            )));
+        }
+        let sample_shape: Vec<usize> = xshape[1..].iter().map(|&d| d as usize).collect();
+        let (tty, tshape, tsym) =
+            tensor_info(&t.1).ok_or_else(|| bad(format!("input '{}' is not a tensor", t.0)))?;
+        let t_type = match tty {
+            TensorElementType::Float32 => TimeType::F32,
+            TensorElementType::Int64 => TimeType::I64,
+            other => {
+                return Err(bad(format!(
+                    "input '{}' has element type {other}; libdpm feeds float32 or int64 times",
+                    t.0
+                )))
+            }
+        };
+        let t_broadcast = match tshape.len() {
+            0 => true,
+            1 => {
+                tshape[0] == 1
+                    || (tshape[0] < 0
+                        && tsym
+                            .first()
+                            .is_some_and(|s| !s.is_empty() && Some(s) != xsym.first()))
+            }
+            _ => {
+                return Err(bad(format!(
+                    "input '{}' has shape {tshape:?}; expected [batch], [1] or a scalar",
+                    t.0
+                )))
+            }
+        };
+        if let Some((ln, lt)) = labels {
+            let (lty, lshape, _) =
+                tensor_info(lt).ok_or_else(|| bad(format!("input '{ln}' is not a tensor")))?;
+            if lty != TensorElementType::Int64 || lshape.len() != 1 {
+                return Err(bad(format!(
+                    "input '{ln}' is {lt}; libdpm feeds int64 labels of shape [batch]"
+                )));
+            }
+        }
+        let out = pick(&outputs, &["out", "eps", "output", "noise_pred"])
+            .or(outputs.first())
+            .ok_or_else(|| bad("the model has no outputs".into()))?;
+        let (oty, oshape, _) = tensor_info(&out.1)
+            .ok_or_else(|| bad(format!("output '{}' is not a tensor", out.0)))?;
+        if oty != TensorElementType::Float32 {
+            return Err(bad(format!(
+                "output '{}' has element type {oty}, libdpm needs float32",
+                out.0
+            )));
+        }
+        if oshape.len() != xshape.len()
+            || oshape[1..]
+                .iter()
+                .zip(&xshape[1..])
+                .any(|(&o, &x)| o > 0 && o != x)
+        {
+            return Err(bad(format!(
+                "output '{}' has shape {oshape:?}, which does not match input '{}' {xshape:?}",
+                out.0, x.0
+            )));
+        }
+        let md = session.metadata().map_err(|e| bad(e.to_string()))?;
+        let keys = md.custom_keys().unwrap_or_default();
+        let metadata: Vec<(String, String)> = keys
+            .into_iter()
+            .filter(|k| k.starts_with("dpm."))
+            .filter_map(|k| md.custom(&k).map(|v| (k, v)))
+            .collect();
+        drop(md);
+        let find = |k: &str| {
+            metadata
+                .iter()
+                .find(|(kk, _)| kk == k)
+                .map(|(_, v)| v.clone())
+        };
+        let prediction = match find("dpm.prediction") {
+            Some(p) => Prediction::named(&p)?,
+            None => Prediction::Eps,
+        };
+        let num_classes = match find("dpm.num_classes") {
+            Some(v) => Some(
+                v.parse::<usize>()
+                    .map_err(|_| bad(format!("dpm.num_classes = '{v}' is not a number")))?,
+            ),
+            None => None,
+        };
+        let info = ModelInfo {
+            x_name: x.0.clone(),
+            t_name: t.0.clone(),
+            labels_name: labels.map(|l| l.0.clone()),
+            out_name: out.0.clone(),
+            sample_shape,
+            t_type,
+            t_broadcast,
+            prediction,
+            num_classes,
+            metadata,
+        };
+        Ok(Self {
+            session,
+            path: path.into(),
+            info,
+            bound: None,
+        })
+    }
+
+    /// What the model takes and gives.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn bind(&mut self, rows: usize) -> Result<()> {
+        if self.bound.as_ref().is_some_and(|b| b.rows == rows) {
+            return Ok(());
+        }
+        self.bound = None;
+        let alloc = self.session.allocator();
+        let mut shape: Vec<i64> = vec![rows as i64];
+        shape.extend(self.info.sample_shape.iter().map(|&d| d as i64));
+        let x = Tensor::<f32>::new(alloc, shape.clone())?;
+        let out = Tensor::<f32>::new(alloc, shape)?;
+        let tlen = if self.info.t_broadcast {
+            1
+        } else {
+            rows as i64
+        };
+        let t = match self.info.t_type {
+            TimeType::F32 => TimeTensor::F32(Tensor::<f32>::new(alloc, [tlen])?),
+            TimeType::I64 => TimeTensor::I64(Tensor::<i64>::new(alloc, [tlen])?),
+        };
+        let labels = match &self.info.labels_name {
+            Some(_) => Some(Tensor::<i64>::new(alloc, [rows as i64])?),
+            None => None,
+        };
+        // Tensor::new leaves the memory uninitialized: start from zeros (label 0 = null class,
+        // t = 0) so that no run, and no slice handed out below, ever sees garbage.
+        let mut x = x;
+        let mut out = out;
+        x.extract_tensor_mut().1.fill(0.0);
+        out.extract_tensor_mut().1.fill(0.0);
+        let mut t = t;
+        match &mut t {
+            TimeTensor::F32(v) => v.extract_tensor_mut().1.fill(0.0),
+            TimeTensor::I64(v) => v.extract_tensor_mut().1.fill(0),
+        }
+        let mut labels = labels;
+        if let Some(l) = labels.as_mut() {
+            l.extract_tensor_mut().1.fill(0);
+        }
+        let mut binding = self.session.create_binding()?;
+        binding.bind_input(&self.info.x_name, &x)?;
+        match &t {
+            TimeTensor::F32(v) => binding.bind_input(&self.info.t_name, v)?,
+            TimeTensor::I64(v) => binding.bind_input(&self.info.t_name, v)?,
+        }
+        if let (Some(n), Some(l)) = (&self.info.labels_name, &labels) {
+            binding.bind_input(n, l)?;
+        }
+        binding.bind_output(&self.info.out_name, &mut out)?;
+        self.bound = Some(Bound {
+            rows,
+            binding,
+            x,
+            t,
+            labels,
+            out,
+        });
+        Ok(())
+    }
+
+    fn set_time(b: &mut Bound, t: f64) {
+        match &mut b.t {
+            TimeTensor::F32(v) => v.extract_tensor_mut().1.fill(t as f32),
+            TimeTensor::I64(v) => v.extract_tensor_mut().1.fill(t.round() as i64),
+        }
+    }
+
+    fn set_labels(&mut self, labels: Option<&[i64]>) -> Result<()> {
+        let Some(b) = self.bound.as_mut() else {
+            return Err(Error::State("no bound tensors".into()));
+        };
+        match (&mut b.labels, labels) {
+            (Some(dst), Some(src)) => {
+                let d = dst.extract_tensor_mut().1;
+                if d.len() != src.len() {
+                    return Err(Error::Shape(format!(
+                        "{} labels for {} rows",
+                        src.len(),
+                        d.len()
+                    )));
+                }
+                if let Some(k) = self.info.num_classes {
+                    if let Some(bad) = src.iter().find(|&&l| l < 0 || l as usize > k) {
+                        return Err(Error::InvalidArgument(format!(
+                            "label {bad} outside 0..={k} (0 = null class)"
+                        )));
+                    }
+                }
+                d.copy_from_slice(src);
+                Ok(())
+            }
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(Error::InvalidArgument(format!(
+                "model {} is class-conditional: labels are required",
+                self.path.display()
+            ))),
+            (None, Some(_)) => Err(Error::InvalidArgument(format!(
+                "model {} takes no class labels",
+                self.path.display()
+            ))),
+        }
+    }
+
+    fn run_bound(&mut self) -> Result<()> {
+        let Some(b) = self.bound.as_ref() else {
+            return Err(Error::State("no bound tensors".into()));
+        };
+        self.session.run_binding(&b.binding)?;
+        Ok(())
+    }
+
+    /// Benchmark hook: the bare cost of the network, to compare a whole [`OnnxModel::sample`]
+    /// run with. Binds tensors for `rows` model rows (as `sample` does) and calls ONNX Runtime
+    /// `n` times on them through IoBinding, with nothing else: no copies in or out, no solver
+    /// or guidance work. The bound inputs are used as they are: after a `sample` or `eval` with
+    /// the same number of rows they hold its last query; freshly bound ones are zeros (t = 0,
+    /// label 0).
+    pub fn bench_bare_runs(&mut self, rows: usize, n: usize) -> Result<()> {
+        if rows == 0 {
+            return Err(Error::Shape("rows must be positive".into()));
+        }
+        self.bind(rows)?;
+        for _ in 0..n {
+            self.run_bound()?;
+        }
+        Ok(())
+    }
+
+    /// One evaluation: `x` holds `rows * dim` values, `t` is shared by all rows.
+    pub fn eval(
+        &mut self,
+        x: &[f32],
+        t: f64,
+        labels: Option<&[i64]>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let dim = self.info.dim();
+        if x.is_empty() || !x.len().is_multiple_of(dim) || out.len() != x.len() {
+            return Err(Error::Shape(format!(
+                "x has {} values and out {}; both must be a whole number of samples of {dim}",
+                x.len(),
+                out.len()
+            )));
+        }
+        self.bind(x.len() / dim)?;
+        self.set_labels(labels)?;
+        let b = self
+            .bound
+            .as_mut()
+            .ok_or_else(|| Error::State("no bound tensors".into()))?;
+        b.x.extract_tensor_mut().1.copy_from_slice(x);
+        Self::set_time(b, t);
+        self.run_bound()?;
+        let b = self
+            .bound
+            .as_ref()
+            .ok_or_else(|| Error::State("no bound tensors".into()))?;
+        out.copy_from_slice(b.out.extract_tensor().1);
+        Ok(())
+    }
+
+    /// Runs a sampler to the end with this model. `progress(nfe)` is called after every
+    /// evaluation; returning false stops the run with [`Error::Cancelled`].
+    pub fn sample(
+        &mut self,
+        sampler: &mut Sampler,
+        mut progress: impl FnMut(usize) -> bool,
+    ) -> Result<()> {
+        if sampler.dim() != self.info.dim() {
+            return Err(Error::Shape(format!(
+                "sampler has {} values per sample, model {} takes {}",
+                sampler.dim(),
+                self.path.display(),
+                self.info.dim()
+            )));
+        }
+        self.bind(sampler.model_rows())?;
+        self.set_labels(sampler.model_labels())?;
+        loop {
+            let b = self
+                .bound
+                .as_mut()
+                .ok_or_else(|| Error::State("no bound tensors".into()))?;
+            let Some(t) = sampler.write_query(b.x.extract_tensor_mut().1)? else {
+                break;
+            };
+            Self::set_time(b, t);
+            self.run_bound()?;
+            let b = self
+                .bound
+                .as_ref()
+                .ok_or_else(|| Error::State("no bound tensors".into()))?;
+            sampler.submit(b.out.extract_tensor().1)?;
+            if !progress(sampler.solver().nfe()) {
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok(())
+    }
+}

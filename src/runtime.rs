@@ -1,0 +1,367 @@
+//! Finding and loading ONNX Runtime, and the execution providers.
+//!
+//! libdpm links ONNX Runtime at run time (ort's `load-dynamic`), so building needs no runtime
+//! and a host may bring its own. The library is looked up, in order: the path given through
+//! the API or CLI; `DPM_ORT_LIB`; `ORT_DYLIB_PATH`; next to libdpm.so or the executable; the
+//! copy fetched by the project's set-up (`.deps/onnxruntime/`). A process loads one ONNX
+//! Runtime library, once; every later request must name the same file (or none).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+
+use crate::error::{Error, Result};
+
+/// The library file name the set-up fetches.
+pub const ORT_LIB_NAME: &str = "libonnxruntime.so.1.31.1";
+
+const FIX_HINT: &str =
+    "run ./scripts/setup (fetches ONNX Runtime 1.31.1 from PyPI into .deps/onnxruntime/), \
+or set DPM_ORT_LIB to a libonnxruntime.so (version >= 1.22)";
+
+/// Where the network runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// The CPU execution provider (always available).
+    Cpu,
+    /// NVIDIA CUDA execution provider on the given device.
+    Cuda {
+        /// CUDA device ordinal.
+        device_id: i32,
+    },
+}
+
+impl Provider {
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub fn named(name: &str) -> Result<Self> {
+        match name {
+            "cpu" => Ok(Provider::Cpu),
+            "cuda" => Ok(Provider::Cuda { device_id: 0 }),
+            _ => match name.strip_prefix("cuda:").map(str::parse::<i32>) {
+                Some(Ok(device_id)) if device_id >= 0 => Ok(Provider::Cuda { device_id }),
+                _ => Err(Error::UnknownName {
+                    kind: "execution provider",
+                    name: name.into(),
+                    known: "cpu, cuda, cuda:N".into(),
+                }),
+            },
+        }
+    }
+
+    /// Display name.
+    pub fn name(&self) -> String {
+        match self {
+            Provider::Cpu => "cpu".into(),
+            Provider::Cuda { device_id } => format!("cuda:{device_id}"),
+        }
+    }
+}
+
+/// How to set up the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Explicit library path (highest precedence).
+    pub library: Option<PathBuf>,
+    /// Execution provider.
+    pub provider: Provider,
+    /// Fall back to the CPU when the asked-for provider is unavailable (otherwise: error).
+    pub cpu_fallback: bool,
+    /// Threads inside one operator (0 = ONNX Runtime's default).
+    pub intra_threads: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            library: None,
+            provider: Provider::Cpu,
+            cpu_fallback: false,
+            intra_threads: 0,
+        }
+    }
+}
+
+struct Loaded {
+    path: PathBuf,
+    env: Environment,
+}
+
+static LOADED: Mutex<Option<Loaded>> = Mutex::new(None);
+
+/// A loaded ONNX Runtime with a chosen execution provider; creates sessions.
+#[derive(Clone)]
+pub struct Runtime {
+    env: Environment,
+    library: PathBuf,
+    provider: Provider,
+    intra_threads: usize,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("library", &self.library)
+            .field("provider", &self.provider)
+            .finish()
+    }
+}
+
+/// The candidate library paths, in search order, for an optional explicit path.
+pub fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
+    let mut v = Vec::new();
+    if let Some(p) = explicit {
+        v.push(("explicit path".into(), p.to_path_buf()));
+    }
+    for var in ["DPM_ORT_LIB", "ORT_DYLIB_PATH"] {
+        if let Some(p) = std::env::var_os(var).filter(|s| !s.is_empty()) {
+            v.push((var.into(), PathBuf::from(p)));
+        }
+    }
+    let mut dirs = Vec::new();
+    if let Some(d) = own_library_dir() {
+        dirs.push(("next to libdpm".to_string(), d));
+    }
+    if let Some(d) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        dirs.push(("next to the executable".into(), d));
+    }
+    for (what, d) in dirs {
+        for name in [ORT_LIB_NAME, "libonnxruntime.so"] {
+            v.push((what.clone(), d.join(name)));
+        }
+    }
+    // The set-up's copy: the project root of this build, and above the executable
+    // (target/{debug,release}/[deps/] -> project root).
+    let mut roots = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))];
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(2).take(3).map(Path::to_path_buf));
+    }
+    for r in roots {
+        v.push((
+            "project set-up".into(),
+            r.join(".deps/onnxruntime").join(ORT_LIB_NAME),
+        ));
+    }
+    v
+}
+
+/// The folder of the shared object this code is in (libdpm.so when loaded by a C host).
+fn own_library_dir() -> Option<PathBuf> {
+    let mut info: libc::Dl_info = unsafe_dladdr_zeroed();
+    let addr = own_library_dir as *const libc::c_void;
+    // SAFETY: dladdr only reads the address and fills `info`; both are valid for the call.
+    let ok = unsafe { libc::dladdr(addr, &mut info) };
+    if ok == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by the dynamic loader.
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    let p = PathBuf::from(name.to_str().ok()?);
+    p.parent().map(Path::to_path_buf)
+}
+
+fn unsafe_dladdr_zeroed() -> libc::Dl_info {
+    libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    }
+}
+
+/// Finds the ONNX Runtime library as the module docs describe.
+pub fn locate_library(explicit: Option<&Path>) -> Result<PathBuf> {
+    let cands = candidates(explicit);
+    // An explicit choice (argument or variable) that is missing is an error, not a silent fallback.
+    for (what, p) in &cands {
+        let chosen = what == "explicit path" || what == "DPM_ORT_LIB" || what == "ORT_DYLIB_PATH";
+        if p.is_file() {
+            return Ok(p.canonicalize().unwrap_or_else(|_| p.clone()));
+        }
+        if chosen {
+            return Err(Error::RuntimeUnavailable(format!(
+                "{} ({what}) does not exist; {FIX_HINT}",
+                p.display()
+            )));
+        }
+    }
+    let tried: Vec<String> = cands.iter().map(|(_, p)| p.display().to_string()).collect();
+    Err(Error::RuntimeUnavailable(format!(
+        "no ONNX Runtime library found (tried: {}); {FIX_HINT}",
+        tried.join(", ")
+    )))
+}
+
+impl Runtime {
+    /// Loads ONNX Runtime (once per process) and prepares the execution provider.
+    pub fn new(opts: &RuntimeOptions) -> Result<Self> {
+        let mut guard = LOADED
+            .lock()
+            .map_err(|_| Error::RuntimeUnavailable("runtime lock poisoned".into()))?;
+        let (env, library) = match &*guard {
+            Some(l) => {
+                if let Some(p) = &opts.library {
+                    let p = p.canonicalize().unwrap_or_else(|_| p.clone());
+                    if p != l.path {
+                        return Err(Error::RuntimeUnavailable(format!(
+                            "this process already loaded ONNX Runtime from {}; it cannot also load {}",
+                            l.path.display(),
+                            p.display()
+                        )));
+                    }
+                }
+                (l.env.clone(), l.path.clone())
+            }
+            None => {
+                let path = locate_library(opts.library.as_deref())?;
+                let env = load(&path)?;
+                *guard = Some(Loaded {
+                    path: path.clone(),
+                    env: env.clone(),
+                });
+                (env, path)
+            }
+        };
+        drop(guard);
+        let provider = match opts.provider {
+            Provider::Cpu => Provider::Cpu,
+            p @ Provider::Cuda { .. } => match cuda_available() {
+                Ok(()) => p,
+                Err(reason) if opts.cpu_fallback => {
+                    let _ = reason;
+                    Provider::Cpu
+                }
+                Err(reason) => {
+                    return Err(Error::ProviderUnavailable {
+                        provider: p.name(),
+                        reason,
+                    })
+                }
+            },
+        };
+        Ok(Self {
+            env,
+            library,
+            provider,
+            intra_threads: opts.intra_threads,
+        })
+    }
+
+    /// The library file in use.
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// The execution provider sessions will use (CPU after a fallback).
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// ONNX Runtime's version string (e.g. `1.31.1`; empty if the library does not say).
+    pub fn ort_version(&self) -> String {
+        // ort::info() is the build-info string ("ORT Build Info: git-branch=..."), which does
+        // not carry the version; OrtApiBase::GetVersionString does.
+        library_version(&self.library).unwrap_or_default()
+    }
+
+    /// A session for the model at `path`, fully optimized, on this runtime's provider.
+    pub fn session(&self, path: &Path) -> Result<Session> {
+        if !path.is_file() {
+            return Err(Error::Model {
+                path: path.into(),
+                reason: "file not found".into(),
+            });
+        }
+        let mut b = Session::builder(&self.env)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(ort::Error::from)?;
+        if self.intra_threads > 0 {
+            b = b
+                .with_intra_threads(self.intra_threads)
+                .map_err(ort::Error::from)?;
+        }
+        if let Provider::Cuda { device_id } = self.provider {
+            let ep = ort::ep::CUDA::default()
+                .with_device_id(device_id)
+                .build()
+                .error_on_failure();
+            b = b
+                .with_execution_providers([ep])
+                .map_err(|e| Error::ProviderUnavailable {
+                    provider: self.provider.name(),
+                    reason: e.to_string(),
+                })?;
+        }
+        b.commit_from_file(path).map_err(|e| Error::Model {
+            path: path.into(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn load(path: &Path) -> Result<Environment> {
+    // ort panics on some malformed libraries (null API base); keep that inside libdpm.
+    let p = path.to_path_buf();
+    let r = std::panic::catch_unwind(move || -> Result<Environment> {
+        let b = ort::init_from(&p)
+            .map_err(|e| Error::RuntimeUnavailable(format!("{e}; {FIX_HINT}")))?;
+        b.with_name("libdpm")
+            .build()
+            .map_err(|e| Error::RuntimeUnavailable(e.to_string()))
+    });
+    match r {
+        Ok(r) => r,
+        Err(_) => Err(Error::RuntimeUnavailable(format!(
+            "{} is not a usable ONNX Runtime library; {FIX_HINT}",
+            path.display()
+        ))),
+    }
+}
+
+/// `OrtGetApiBase()->GetVersionString()` of an already loaded library (RTLD_NOLOAD: never loads).
+fn library_version(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: dlopen with RTLD_NOLOAD only returns a handle to a library this process already
+    // loaded (ONNX Runtime, loaded by ort from this path), adding a reference we drop below;
+    // OrtGetApiBase and GetVersionString are the C API's documented entry points with these
+    // signatures, and the returned string is owned by the library, NUL-terminated and static.
+    unsafe {
+        let h = libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+        if h.is_null() {
+            return None;
+        }
+        let sym = libc::dlsym(h, c"OrtGetApiBase".as_ptr());
+        let v = if sym.is_null() {
+            None
+        } else {
+            let get_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase =
+                std::mem::transmute(sym);
+            let base = get_base();
+            if base.is_null() {
+                None
+            } else {
+                let s = ((*base).GetVersionString)();
+                (!s.is_null()).then(|| std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned())
+            }
+        };
+        libc::dlclose(h);
+        v
+    }
+}
+
+fn cuda_available() -> std::result::Result<(), String> {
+    use ort::ep::ExecutionProvider;
+    match <ort::ep::CUDA as ExecutionProvider>::is_available() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("this ONNX Runtime build has no CUDA execution provider; install the GPU runtime \
+(pip download onnxruntime-gpu==1.31.1 with its CUDA 13 nvidia-* wheels, see the README) and point DPM_ORT_LIB at its libonnxruntime.so"
+            .into()),
+        Err(e) => Err(e.to_string()),
+    }
+}

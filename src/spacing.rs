@@ -1,0 +1,165 @@
+//! Timestep spacings: where on the time axis a solver takes its steps.
+//!
+//! Times are model times `tau` in `[0, N-1]` (the network's timestep input; fractional values
+//! are allowed for networks with a continuous time embedding). A plan is a list of steps
+//! `(from, to)`, `from > to`, ending at 0.
+
+use crate::error::{invalid, Error, Result};
+use crate::schedule::{linspace, Schedule};
+
+/// How the step times are placed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spacing {
+    /// The reference workflow's integer timesteps: `round(linspace(0, N-1, K+1))` reversed,
+    /// last dropped; each step goes from `t` to `max(t - N / K, 0)` (integer division).
+    Reference,
+    /// Uniform in the DPM-Solver paper's continuous time `(tau + 1) / N`, from `N-1` to 0.
+    TimeUniform,
+    /// Uniform in half-logSNR lambda.
+    LogSnr,
+    /// Uniform in the square root of continuous time (denser near the data).
+    TimeQuadratic,
+    /// A user-given decreasing list of K+1 model times; the step count must be K.
+    Custom(Vec<f64>),
+}
+
+impl Spacing {
+    /// Looks a spacing up by name: `reference`, `time_uniform`, `logsnr`, `time_quadratic`.
+    pub fn named(name: &str) -> Result<Self> {
+        Ok(match name {
+            "reference" => Spacing::Reference,
+            "time_uniform" | "uniform" => Spacing::TimeUniform,
+            "logsnr" | "logSNR" => Spacing::LogSnr,
+            "time_quadratic" | "quadratic" => Spacing::TimeQuadratic,
+            _ => {
+                return Err(Error::UnknownName {
+                    kind: "spacing",
+                    name: name.into(),
+                    known: "reference, time_uniform, logsnr, time_quadratic".into(),
+                })
+            }
+        })
+    }
+
+    /// The canonical name of this spacing.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Spacing::Reference => "reference",
+            Spacing::TimeUniform => "time_uniform",
+            Spacing::LogSnr => "logsnr",
+            Spacing::TimeQuadratic => "time_quadratic",
+            Spacing::Custom(_) => "custom",
+        }
+    }
+
+    /// The K steps `(from, to)` of a plan on `schedule`.
+    pub fn steps(&self, schedule: &Schedule, k: usize) -> Result<Vec<(f64, f64)>> {
+        if k == 0 {
+            return invalid("a plan needs at least one step");
+        }
+        let n = schedule.len();
+        let t_max = schedule.t_max();
+        if let Spacing::Reference = self {
+            if k > n {
+                return invalid(format!(
+                    "the reference spacing allows at most {n} steps, got {k}"
+                ));
+            }
+            let jump = (n / k) as f64;
+            let grid = linspace(0.0, t_max, k + 1);
+            return Ok(grid[1..]
+                .iter()
+                .rev()
+                .map(|&t| {
+                    let t = t.round_ties_even();
+                    (t, (t - jump).max(0.0))
+                })
+                .collect());
+        }
+        let nf = n as f64;
+        let times: Vec<f64> = match self {
+            Spacing::Reference => unreachable!("handled above"),
+            Spacing::TimeUniform => linspace(t_max, 0.0, k + 1),
+            Spacing::LogSnr => linspace(schedule.lambda(t_max), schedule.lambda(0.0), k + 1)
+                .into_iter()
+                .map(|l| schedule.tau_of_lambda(l))
+                .collect(),
+            Spacing::TimeQuadratic => {
+                // Continuous time t = (tau + 1) / N runs from 1 down to 1 / N.
+                linspace(1.0, (1.0 / nf).sqrt(), k + 1)
+                    .into_iter()
+                    .map(|s| s * s * nf - 1.0)
+                    .collect()
+            }
+            Spacing::Custom(ts) => {
+                if ts.len() != k + 1 {
+                    return invalid(format!(
+                        "custom spacing has {} times, {} steps need {}",
+                        ts.len(),
+                        k,
+                        k + 1
+                    ));
+                }
+                if ts.iter().any(|&t| !(0.0..=t_max).contains(&t)) {
+                    return invalid(format!("custom times must lie in [0, {t_max}]"));
+                }
+                if ts.windows(2).any(|w| w[1] >= w[0]) {
+                    return invalid("custom times must decrease strictly");
+                }
+                ts.clone()
+            }
+        };
+        // Endpoints exact despite round-off in the maps above.
+        let mut times = times;
+        if !matches!(self, Spacing::Custom(_)) {
+            times[0] = t_max;
+            times[k] = 0.0;
+        }
+        Ok(times.windows(2).map(|w| (w[0], w[1])).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_steps_match_the_spec() {
+        let s = Schedule::reference();
+        let p50 = Spacing::Reference.steps(&s, 50).unwrap();
+        let from: Vec<f64> = p50.iter().map(|p| p.0).collect();
+        let want: Vec<f64> = (0..50)
+            .map(|i| (999.0 * (50 - i) as f64 / 50.0).round_ties_even())
+            .collect();
+        assert_eq!(from, want);
+        assert_eq!(
+            (from[0], from[1], from[48], from[49]),
+            (999.0, 979.0, 40.0, 20.0)
+        );
+        assert!(p50.iter().all(|&(a, b)| b == (a - 20.0).max(0.0)));
+        assert_eq!(p50[49].1, 0.0);
+        let p25 = Spacing::Reference.steps(&s, 25).unwrap();
+        assert_eq!(p25[0], (999.0, 959.0));
+        assert_eq!(p25[24], (40.0, 0.0));
+    }
+
+    #[test]
+    fn continuous_spacings_run_from_top_to_zero() {
+        let s = Schedule::reference();
+        for sp in [
+            Spacing::TimeUniform,
+            Spacing::LogSnr,
+            Spacing::TimeQuadratic,
+        ] {
+            let p = sp.steps(&s, 10).unwrap();
+            assert_eq!(p.len(), 10);
+            assert_eq!(p[0].0, 999.0);
+            assert_eq!(p[9].1, 0.0);
+            assert!(p.iter().all(|&(a, b)| a > b));
+            assert!(p.windows(2).all(|w| w[0].1 == w[1].0));
+        }
+        let l = Spacing::LogSnr.steps(&s, 4).unwrap();
+        let h: Vec<f64> = l.iter().map(|&(a, b)| s.lambda(b) - s.lambda(a)).collect();
+        assert!(h.iter().all(|&x| (x - h[0]).abs() < 1e-9), "{h:?}");
+    }
+}
