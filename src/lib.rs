@@ -8,6 +8,9 @@
 //!   as a host-driven state machine over flat f32 buffers;
 //! - [`guidance`]: classifier-free guidance conventions;
 //! - [`sampler`]: solver + guidance + batch = what a host drives step by step;
+//! - [`data`]: data sets (the 2D toy sets of the reference workflow, image folders);
+//! - [`metrics`]: Chamfer distance, FID;
+//! - [`plot`]: PNG scatter plots and loss curves;
 //! - [`rng`]: counter-based random numbers (batch- and thread-invariant);
 //! - [`runtime`]: finding and loading ONNX Runtime, execution providers;
 //! - [`model`]: running an ONNX noise-prediction network as the sampler's model;
@@ -15,10 +18,13 @@
 //! - [`error`]: the error type.
 #![deny(missing_docs)]
 
+pub mod data;
 pub mod error;
 pub mod exact;
 pub mod guidance;
+pub mod metrics;
 pub mod model;
+pub mod plot;
 pub mod rng;
 pub mod runtime;
 pub mod sampler;
