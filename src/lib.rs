@@ -9,19 +9,23 @@
 //! - [`guidance`]: classifier-free guidance conventions;
 //! - [`sampler`]: solver + guidance + batch = what a host drives step by step;
 //! - [`data`]: data sets (the 2D toy sets of the reference workflow, image folders);
+//! - [`imageio`]: PNG output of generated images and grids;
 //! - [`metrics`]: Chamfer distance, FID;
 //! - [`plot`]: PNG scatter plots and loss curves;
 //! - [`rng`]: counter-based random numbers (batch- and thread-invariant);
 //! - [`runtime`]: finding and loading ONNX Runtime, execution providers;
 //! - [`model`]: running an ONNX noise-prediction network as the sampler's model;
 //! - [`exact`]: closed-form models (Gaussian mixtures) for validating solvers;
+//! - [`ffi`]: the C ABI (`include/dpm.h`);
 //! - [`error`]: the error type.
 #![deny(missing_docs)]
 
 pub mod data;
 pub mod error;
 pub mod exact;
+pub mod ffi;
 pub mod guidance;
+pub mod imageio;
 pub mod metrics;
 pub mod model;
 pub mod plot;

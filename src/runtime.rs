@@ -121,7 +121,7 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
         }
     }
     let mut dirs = Vec::new();
-    if let Some(d) = own_library_dir() {
+    if let Some(d) = crate::ffi::own_library_dir() {
         dirs.push(("next to libdpm".to_string(), d));
     }
     if let Some(d) = std::env::current_exe()
@@ -148,30 +148,6 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
         ));
     }
     v
-}
-
-/// The folder of the shared object this code is in (libdpm.so when loaded by a C host).
-fn own_library_dir() -> Option<PathBuf> {
-    let mut info: libc::Dl_info = unsafe_dladdr_zeroed();
-    let addr = own_library_dir as *const libc::c_void;
-    // SAFETY: dladdr only reads the address and fills `info`; both are valid for the call.
-    let ok = unsafe { libc::dladdr(addr, &mut info) };
-    if ok == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    // SAFETY: dli_fname is a NUL-terminated string owned by the dynamic loader.
-    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    let p = PathBuf::from(name.to_str().ok()?);
-    p.parent().map(Path::to_path_buf)
-}
-
-fn unsafe_dladdr_zeroed() -> libc::Dl_info {
-    libc::Dl_info {
-        dli_fname: std::ptr::null(),
-        dli_fbase: std::ptr::null_mut(),
-        dli_sname: std::ptr::null(),
-        dli_saddr: std::ptr::null_mut(),
-    }
 }
 
 /// Finds the ONNX Runtime library as the module docs describe.

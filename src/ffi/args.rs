@@ -1,0 +1,135 @@
+//! Where the C ABI checks its arguments: pointers, strings, buffers, enum values and
+//! versioned parameter structs are turned into safe Rust values here, or into errors.
+
+use std::ffi::{c_char, CStr};
+
+use super::{CError, CResult};
+use crate::error::Error;
+
+/// A required C string argument as `&str`.
+pub(crate) fn cstr<'a>(p: *const c_char, what: &'static str) -> CResult<&'a str> {
+    if p.is_null() {
+        return Err(CError::Null(what));
+    }
+    // SAFETY: the caller promises a NUL-terminated string that outlives the call (dpm.h says so
+    // for every string argument); we checked it is not NULL.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str()
+        .map_err(|_| Error::InvalidArgument(format!("{what} is not valid UTF-8")).into())
+}
+
+/// An optional C string argument (NULL = none).
+pub(crate) fn opt_cstr<'a>(p: *const c_char, what: &'static str) -> CResult<Option<&'a str>> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        cstr(p, what).map(Some)
+    }
+}
+
+/// A read-only buffer of `len` elements. NULL is allowed only for `len == 0`.
+pub(crate) fn slice<'a, T>(p: *const T, len: usize, what: &'static str) -> CResult<&'a [T]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(CError::Null(what));
+    }
+    if !p.is_aligned() {
+        return Err(
+            Error::InvalidArgument(format!("{what} is not aligned for its element type")).into(),
+        );
+    }
+    // SAFETY: non-NULL and aligned (checked); the caller promises `len` readable elements that
+    // are not written during the call (dpm.h documents every buffer's length).
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// A writable buffer of `len` elements. NULL is allowed only for `len == 0`.
+pub(crate) fn slice_mut<'a, T>(p: *mut T, len: usize, what: &'static str) -> CResult<&'a mut [T]> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(CError::Null(what));
+    }
+    if !p.is_aligned() {
+        return Err(
+            Error::InvalidArgument(format!("{what} is not aligned for its element type")).into(),
+        );
+    }
+    // SAFETY: non-NULL and aligned (checked); the caller promises `len` writable elements not
+    // accessed by anyone else during the call.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+}
+
+/// A required output pointer.
+pub(crate) fn out<'a, T>(p: *mut T, what: &'static str) -> CResult<&'a mut T> {
+    if p.is_null() {
+        return Err(CError::Null(what));
+    }
+    // SAFETY: non-NULL; the caller promises it points to a writable, aligned T.
+    Ok(unsafe { &mut *p })
+}
+
+/// A required handle (shared access; handles synchronise their own state).
+pub(crate) fn handle<'a, T>(p: *const T, what: &'static str) -> CResult<&'a T> {
+    if p.is_null() {
+        return Err(CError::Null(what));
+    }
+    // SAFETY: non-NULL; the caller promises a live handle created by the matching
+    // dpm_*_create and not yet freed.
+    Ok(unsafe { &*p })
+}
+
+/// Reads a versioned parameter struct whose first field is `u32 struct_size`: fields beyond
+/// the caller's `struct_size` (an older header) keep their defaults from `init`.
+pub(crate) fn params<T: Copy>(p: *const T, init: T, what: &'static str) -> CResult<T> {
+    if p.is_null() {
+        return Err(CError::Null(what));
+    }
+    // SAFETY: non-NULL; every params struct starts with a u32 struct_size (repr(C)), which the
+    // caller must have set (the _init functions do).
+    let size = unsafe { *(p as *const u32) } as usize;
+    let full = std::mem::size_of::<T>();
+    if !(8..=1 << 16).contains(&size) {
+        return Err(Error::InvalidArgument(format!(
+            "{what}.struct_size = {size}: call the matching _params_init() first"
+        ))
+        .into());
+    }
+    let mut v = init;
+    // SAFETY: copies min(size, sizeof T) bytes of a caller struct of `size` bytes into a T that
+    // already holds valid defaults; all fields are plain integers, floats and pointers, valid
+    // for any bit pattern, and a struct cut at a field boundary by an older header only leaves
+    // later fields at their defaults.
+    unsafe {
+        std::ptr::copy_nonoverlapping(p as *const u8, &mut v as *mut T as *mut u8, size.min(full))
+    };
+    Ok(v)
+}
+
+/// Looks an enum value up in a table of (value, item).
+pub(crate) fn enum_value<T: Copy>(v: i32, table: &[(i32, T)], what: &'static str) -> CResult<T> {
+    table
+        .iter()
+        .find(|(k, _)| *k == v)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let known: Vec<String> = table.iter().map(|(k, _)| k.to_string()).collect();
+            Error::InvalidArgument(format!(
+                "{what} = {v} is out of range (valid: {})",
+                known.join(", ")
+            ))
+            .into()
+        })
+}
+
+/// A positive count argument.
+pub(crate) fn positive(v: i64, what: &'static str) -> CResult<usize> {
+    if v <= 0 {
+        return Err(Error::InvalidArgument(format!("{what} must be positive, got {v}")).into());
+    }
+    usize::try_from(v)
+        .map_err(|_| Error::InvalidArgument(format!("{what} = {v} is too large")).into())
+}

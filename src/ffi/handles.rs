@@ -1,0 +1,484 @@
+//! Runtime, model and schedule handles.
+
+use std::ffi::{c_char, CString};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, TryLockError};
+
+use super::args::{cstr, enum_value, handle, opt_cstr, out, slice};
+use super::{c_message, guard, guard0, CError, CResult};
+use crate::ffi::dpm_status;
+use crate::model::{OnnxModel, TimeType};
+use crate::runtime::{Provider, Runtime, RuntimeOptions};
+use crate::schedule::{self, Schedule};
+use crate::solver::Prediction;
+
+/// CPU execution provider.
+pub const DPM_PROVIDER_CPU: i32 = 0;
+/// CUDA execution provider (`device_id` selects the GPU).
+pub const DPM_PROVIDER_CUDA: i32 = 1;
+
+/// The model predicts noise.
+pub const DPM_PREDICTION_EPS: i32 = 0;
+/// The model predicts clean data.
+pub const DPM_PREDICTION_X0: i32 = 1;
+/// The model predicts velocity.
+pub const DPM_PREDICTION_V: i32 = 2;
+/// Sampler parameter: take the prediction type from the model's metadata.
+pub const DPM_PREDICTION_FROM_MODEL: i32 = -1;
+
+pub(crate) const PREDICTIONS: &[(i32, Prediction)] = &[
+    (DPM_PREDICTION_EPS, Prediction::Eps),
+    (DPM_PREDICTION_X0, Prediction::X0),
+    (DPM_PREDICTION_V, Prediction::V),
+];
+
+/// Options for `dpm_runtime_create`. Fill with `dpm_runtime_params_init` first.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct dpm_runtime_params {
+    /// `sizeof(dpm_runtime_params)` (set by the init function).
+    pub struct_size: u32,
+    /// `DPM_PROVIDER_CPU` (default) or `DPM_PROVIDER_CUDA`.
+    pub provider: i32,
+    /// CUDA device ordinal (default 0).
+    pub device_id: i32,
+    /// Nonzero: use the CPU when the provider is unavailable instead of failing (default 0).
+    pub cpu_fallback: i32,
+    /// Threads per operator, 0 = ONNX Runtime's default.
+    pub intra_threads: i32,
+    /// Path of libonnxruntime.so, or NULL for the default search (DPM_ORT_LIB, ORT_DYLIB_PATH,
+    /// next to libdpm.so, the project's set-up). Only read during the call.
+    pub library_path: *const c_char,
+}
+
+impl Default for dpm_runtime_params {
+    fn default() -> Self {
+        Self {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            provider: DPM_PROVIDER_CPU,
+            device_id: 0,
+            cpu_fallback: 0,
+            intra_threads: 0,
+            library_path: std::ptr::null(),
+        }
+    }
+}
+
+/// A loaded ONNX Runtime with an execution provider (thread-safe; share it freely).
+pub struct dpm_runtime {
+    pub(crate) rt: Runtime,
+}
+
+/// A loaded ONNX model (one thread at a time; `dpm_cancel` from any thread).
+pub struct dpm_model {
+    pub(crate) model: Mutex<OnnxModel>,
+    pub(crate) cancel: AtomicBool,
+    pub(crate) last_error: Mutex<CString>,
+}
+
+/// A noise schedule (immutable; share it freely).
+pub struct dpm_schedule {
+    pub(crate) sched: Schedule,
+}
+
+/// Information about a model (see `dpm_model_get_info`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct dpm_model_info {
+    /// `sizeof(dpm_model_info)`.
+    pub struct_size: u32,
+    /// Number of sample dimensions (x without its batch dimension), at most 4.
+    pub ndim: u32,
+    /// Sample shape (first `ndim` entries), e.g. {3, 64, 64} or {2}.
+    pub shape: [u32; 4],
+    /// Values per sample (product of the shape).
+    pub dim: u32,
+    /// Nonzero when the model takes class labels.
+    pub conditional: i32,
+    /// Number of real classes (labels 1..num_classes, 0 = null), or 0 when unknown.
+    pub num_classes: i32,
+    /// `DPM_PREDICTION_*` of the model.
+    pub prediction: i32,
+    /// Nonzero when one time value serves the whole batch.
+    pub t_broadcast: i32,
+    /// Nonzero when the model's time input is integer.
+    pub integer_time: i32,
+}
+
+impl Default for dpm_model_info {
+    fn default() -> Self {
+        Self {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            ndim: 0,
+            shape: [0; 4],
+            dim: 0,
+            conditional: 0,
+            num_classes: 0,
+            prediction: 0,
+            t_broadcast: 0,
+            integer_time: 0,
+        }
+    }
+}
+
+/// Stores a message on a handle's last-error slot.
+pub(crate) fn store(slot: &Mutex<CString>, msg: &str) {
+    if let Ok(mut s) = slot.lock() {
+        *s = c_message(msg);
+    }
+}
+
+/// Exclusive access to a handle's inner state, or `DPM_ERR_BUSY`.
+pub(crate) fn lock<'a, T>(
+    m: &'a Mutex<T>,
+    what: &'static str,
+) -> CResult<std::sync::MutexGuard<'a, T>> {
+    match m.try_lock() {
+        Ok(g) => Ok(g),
+        Err(TryLockError::WouldBlock) => Err(CError::Busy(what)),
+        // A panic was caught while this handle was in use: its state may be inconsistent.
+        Err(TryLockError::Poisoned(_)) => Err(CError::Panic(format!(
+            "{what} is unusable after an internal error; free it"
+        ))),
+    }
+}
+
+pub(crate) fn boxed<T>(v: T, dst: *mut *mut T, what: &'static str) -> CResult<()> {
+    let d = out(dst, what)?;
+    *d = Box::into_raw(Box::new(v));
+    Ok(())
+}
+
+pub(crate) fn free<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: `p` came from Box::into_raw in the matching create function and the caller
+        // gives up ownership (dpm.h: "frees; NULL is a no-op; the handle must not be used after").
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+/// Fills `params` with the defaults (CPU, default library search).
+#[no_mangle]
+pub extern "C" fn dpm_runtime_params_init(params: *mut dpm_runtime_params) -> dpm_status {
+    guard0(|| {
+        *out(params, "params")? = dpm_runtime_params::default();
+        Ok(())
+    })
+}
+
+/// Loads ONNX Runtime (once per process: later runtimes must name the same library or none)
+/// and prepares the execution provider. `*runtime` receives a handle to free with
+/// `dpm_runtime_free`. Errors: DPM_ERR_RUNTIME_UNAVAILABLE (library missing or unusable; the
+/// message says how to fix it), DPM_ERR_PROVIDER_UNAVAILABLE.
+#[no_mangle]
+pub extern "C" fn dpm_runtime_create(
+    params: *const dpm_runtime_params,
+    runtime: *mut *mut dpm_runtime,
+) -> dpm_status {
+    guard0(|| {
+        let p = super::args::params(params, dpm_runtime_params::default(), "params")?;
+        let provider = match enum_value(
+            p.provider,
+            &[(DPM_PROVIDER_CPU, 0), (DPM_PROVIDER_CUDA, 1)],
+            "params.provider",
+        )? {
+            0 => Provider::Cpu,
+            _ => {
+                if p.device_id < 0 {
+                    return Err(crate::Error::InvalidArgument(format!(
+                        "params.device_id = {} is negative",
+                        p.device_id
+                    ))
+                    .into());
+                }
+                Provider::Cuda {
+                    device_id: p.device_id,
+                }
+            }
+        };
+        if p.intra_threads < 0 {
+            return Err(
+                crate::Error::InvalidArgument("params.intra_threads is negative".into()).into(),
+            );
+        }
+        let library = opt_cstr(p.library_path, "params.library_path")?.map(PathBuf::from);
+        let rt = Runtime::new(&RuntimeOptions {
+            library,
+            provider,
+            cpu_fallback: p.cpu_fallback != 0,
+            intra_threads: p.intra_threads as usize,
+        })?;
+        boxed(dpm_runtime { rt }, runtime, "runtime")
+    })
+}
+
+/// The execution provider in use (`DPM_PROVIDER_*`; CPU after a fallback), or -1 for NULL.
+#[no_mangle]
+pub extern "C" fn dpm_runtime_provider(runtime: *const dpm_runtime) -> i32 {
+    match handle(runtime, "runtime") {
+        Ok(r) => match r.rt.provider() {
+            Provider::Cpu => DPM_PROVIDER_CPU,
+            Provider::Cuda { .. } => DPM_PROVIDER_CUDA,
+        },
+        Err(_) => -1,
+    }
+}
+
+/// Frees a runtime. Models loaded through it stay valid (they hold what they need). NULL is a
+/// no-op.
+#[no_mangle]
+pub extern "C" fn dpm_runtime_free(runtime: *mut dpm_runtime) {
+    free(runtime)
+}
+
+/// Loads an ONNX noise-prediction model and validates its inputs (x, t, optional labels) and
+/// output. `*model` receives a handle to free with `dpm_model_free`. Errors: DPM_ERR_MODEL
+/// (missing file, unsuitable inputs/outputs: the message names the problem).
+#[no_mangle]
+pub extern "C" fn dpm_model_load(
+    runtime: *const dpm_runtime,
+    path: *const c_char,
+    model: *mut *mut dpm_model,
+) -> dpm_status {
+    guard0(|| {
+        let rt = handle(runtime, "runtime")?;
+        let path = cstr(path, "path")?;
+        let m = OnnxModel::load(&rt.rt, std::path::Path::new(path))?;
+        boxed(
+            dpm_model {
+                model: Mutex::new(m),
+                cancel: AtomicBool::new(false),
+                last_error: Mutex::new(CString::default()),
+            },
+            model,
+            "model",
+        )
+    })
+}
+
+/// Describes a model. `info->struct_size` must be set (`sizeof(dpm_model_info)`).
+#[no_mangle]
+pub extern "C" fn dpm_model_get_info(
+    model: *const dpm_model,
+    info: *mut dpm_model_info,
+) -> dpm_status {
+    let Ok(h) = handle(model, "model") else {
+        return guard0(|| Err(CError::Null("model")));
+    };
+    guard(
+        |m| store(&h.last_error, m),
+        || {
+            let dst = out(info, "info")?;
+            let size = dst.struct_size as usize;
+            if size < 8 {
+                return Err(crate::Error::InvalidArgument(
+                    "info->struct_size must be sizeof(dpm_model_info)".into(),
+                )
+                .into());
+            }
+            let m = lock(&h.model, "model")?;
+            let i = m.info();
+            if i.sample_shape.len() > 4 {
+                return Err(crate::Error::Shape(format!(
+                    "the sample shape {:?} has more than 4 dimensions",
+                    i.sample_shape
+                ))
+                .into());
+            }
+            let mut v = dpm_model_info {
+                ndim: i.sample_shape.len() as u32,
+                dim: i.dim() as u32,
+                ..Default::default()
+            };
+            for (d, &s) in v.shape.iter_mut().zip(&i.sample_shape) {
+                *d = s as u32;
+            }
+            v.conditional = i32::from(i.labels_name.is_some());
+            v.num_classes = i.num_classes.unwrap_or(0) as i32;
+            v.prediction = PREDICTIONS
+                .iter()
+                .find(|p| p.1 == i.prediction)
+                .map_or(0, |p| p.0);
+            v.t_broadcast = i32::from(i.t_broadcast);
+            v.integer_time = i32::from(i.t_type == TimeType::I64);
+            v.struct_size = size.min(std::mem::size_of::<dpm_model_info>()) as u32;
+            // Write only as much as the caller's struct holds (an older header's is smaller).
+            let n = size.min(std::mem::size_of::<dpm_model_info>());
+            // SAFETY: `dst` points to a caller struct of at least `size` bytes (its struct_size);
+            // we copy at most that many bytes of a plain-data struct.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    &v as *const dpm_model_info as *const u8,
+                    dst as *mut dpm_model_info as *mut u8,
+                    n,
+                )
+            };
+            Ok(())
+        },
+    )
+}
+
+/// The noise schedule the model was trained with (from its metadata; the reference linear
+/// schedule when it has none). Free with `dpm_schedule_free`.
+#[no_mangle]
+pub extern "C" fn dpm_model_get_schedule(
+    model: *const dpm_model,
+    schedule: *mut *mut dpm_schedule,
+) -> dpm_status {
+    let Ok(h) = handle(model, "model") else {
+        return guard0(|| Err(CError::Null("model")));
+    };
+    guard(
+        |m| store(&h.last_error, m),
+        || {
+            let s = lock(&h.model, "model")?.info().schedule()?;
+            boxed(dpm_schedule { sched: s }, schedule, "schedule")
+        },
+    )
+}
+
+/// The message of the last failed call on this model ("" if none). Valid until the next call
+/// on the model; NULL for a NULL handle.
+#[no_mangle]
+pub extern "C" fn dpm_model_last_error(model: *const dpm_model) -> *const c_char {
+    match handle(model, "model") {
+        Ok(h) => match h.last_error.lock() {
+            Ok(s) => s.as_ptr(),
+            Err(_) => c"(unavailable)".as_ptr(),
+        },
+        Err(_) => std::ptr::null(),
+    }
+}
+
+/// Frees a model. NULL is a no-op. Must not race with other calls on the model.
+#[no_mangle]
+pub extern "C" fn dpm_model_free(model: *mut dpm_model) {
+    free(model)
+}
+
+/// A named schedule: "linear" (the reference: betas 1e-4..0.02), "scaled_linear" or "cosine",
+/// with `num_steps` training steps (1000 in the reference).
+#[no_mangle]
+pub extern "C" fn dpm_schedule_create(
+    name: *const c_char,
+    num_steps: i32,
+    schedule: *mut *mut dpm_schedule,
+) -> dpm_status {
+    guard0(|| {
+        let name = cstr(name, "name")?;
+        let n = super::args::positive(i64::from(num_steps), "num_steps")?;
+        boxed(
+            dpm_schedule {
+                sched: schedule::named(name, n)?,
+            },
+            schedule,
+            "schedule",
+        )
+    })
+}
+
+/// A schedule from `n` betas, each in (0, 1).
+#[no_mangle]
+pub extern "C" fn dpm_schedule_from_betas(
+    betas: *const f64,
+    n: usize,
+    schedule: *mut *mut dpm_schedule,
+) -> dpm_status {
+    guard0(|| {
+        let b = slice(betas, n, "betas")?;
+        boxed(
+            dpm_schedule {
+                sched: Schedule::from_betas(b)?,
+            },
+            schedule,
+            "schedule",
+        )
+    })
+}
+
+/// A schedule from an `alpha_bar` table of `n` strictly decreasing values in (0, 1).
+#[no_mangle]
+pub extern "C" fn dpm_schedule_from_alpha_bar(
+    alpha_bar: *const f64,
+    n: usize,
+    schedule: *mut *mut dpm_schedule,
+) -> dpm_status {
+    guard0(|| {
+        let a = slice(alpha_bar, n, "alpha_bar")?;
+        boxed(
+            dpm_schedule {
+                sched: Schedule::from_alpha_bar(a)?,
+            },
+            schedule,
+            "schedule",
+        )
+    })
+}
+
+/// alpha, sigma and lambda at model time `t` (0..N-1, fractional allowed). Any output pointer
+/// may be NULL.
+#[no_mangle]
+pub extern "C" fn dpm_schedule_eval(
+    schedule: *const dpm_schedule,
+    t: f64,
+    alpha: *mut f64,
+    sigma: *mut f64,
+    lambda: *mut f64,
+) -> dpm_status {
+    guard0(|| {
+        let s = &handle(schedule, "schedule")?.sched;
+        if !(0.0..=s.t_max()).contains(&t) {
+            return Err(crate::Error::InvalidArgument(format!(
+                "t = {t} is outside [0, {}]",
+                s.t_max()
+            ))
+            .into());
+        }
+        for (p, v) in [
+            (alpha, s.alpha(t)),
+            (sigma, s.sigma(t)),
+            (lambda, s.lambda(t)),
+        ] {
+            if !p.is_null() {
+                *out(p, "output")? = v;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Number of training steps N of a schedule, or -1 for NULL.
+#[no_mangle]
+pub extern "C" fn dpm_schedule_len(schedule: *const dpm_schedule) -> i32 {
+    handle(schedule, "schedule").map_or(-1, |s| s.sched.len() as i32)
+}
+
+/// Frees a schedule. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn dpm_schedule_free(schedule: *mut dpm_schedule) {
+    free(schedule)
+}
+
+/// Name of a `DPM_PREDICTION_*` value ("eps", "x0", "v"), or NULL when out of range.
+#[no_mangle]
+pub extern "C" fn dpm_prediction_name(prediction: i32) -> *const c_char {
+    match prediction {
+        DPM_PREDICTION_EPS => c"eps".as_ptr(),
+        DPM_PREDICTION_X0 => c"x0".as_ptr(),
+        DPM_PREDICTION_V => c"v".as_ptr(),
+        _ => std::ptr::null(),
+    }
+}
+
+/// `DPM_PREDICTION_*` value of a name, or -2 when unknown or NULL.
+#[no_mangle]
+pub extern "C" fn dpm_prediction_from_name(name: *const c_char) -> i32 {
+    match cstr(name, "name")
+        .ok()
+        .and_then(|n| Prediction::named(n).ok())
+    {
+        Some(p) => PREDICTIONS.iter().find(|x| x.1 == p).map_or(-2, |x| x.0),
+        None => -2,
+    }
+}

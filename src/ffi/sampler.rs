@@ -1,0 +1,697 @@
+//! Sampler parameters, host-driven stepping, batch generation with an ONNX model, image output.
+
+use std::ffi::{c_char, c_void, CString};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use super::args::{cstr, enum_value, handle, out, params, positive, slice, slice_mut};
+use super::handles::{
+    dpm_model, dpm_schedule, lock, store, DPM_PREDICTION_FROM_MODEL, PREDICTIONS,
+};
+use super::{guard, guard0, CError, CResult};
+use crate::error::Error;
+use crate::ffi::dpm_status;
+use crate::guidance::{Convention, Guidance};
+use crate::sampler::{SampleIds, Sampler};
+use crate::schedule::Schedule;
+use crate::solver::{Algorithm, Method, Prediction, SolverConfig, Thresholding};
+use crate::spacing::Spacing;
+
+/// DDPM ancestral sampling.
+pub const DPM_ALGORITHM_DDPM: i32 = 0;
+/// DDIM (eta from the params).
+pub const DPM_ALGORITHM_DDIM: i32 = 1;
+/// DPM-Solver (noise prediction).
+pub const DPM_ALGORITHM_DPM_SOLVER: i32 = 2;
+/// DPM-Solver++ (data prediction).
+pub const DPM_ALGORITHM_DPM_SOLVER_PP: i32 = 3;
+
+/// Singlestep: `order` evaluations per step.
+pub const DPM_METHOD_SINGLESTEP: i32 = 0;
+/// Multistep: one evaluation per step, reusing earlier ones.
+pub const DPM_METHOD_MULTISTEP: i32 = 1;
+/// Adaptive step size (order 2: DPM-Solver-12, 3: DPM-Solver-23).
+pub const DPM_METHOD_ADAPTIVE: i32 = 2;
+
+/// The reference integer timesteps.
+pub const DPM_SPACING_REFERENCE: i32 = 0;
+/// Uniform in continuous time.
+pub const DPM_SPACING_TIME_UNIFORM: i32 = 1;
+/// Uniform in logSNR.
+pub const DPM_SPACING_LOGSNR: i32 = 2;
+/// Uniform in the square root of time.
+pub const DPM_SPACING_TIME_QUADRATIC: i32 = 3;
+/// The caller's list (`custom_times`, `num_custom_times` = steps + 1).
+pub const DPM_SPACING_CUSTOM: i32 = 4;
+
+/// Guidance `(1 + w) cond - w null` (the reference; w = 7.5).
+pub const DPM_GUIDANCE_HO: i32 = 0;
+/// Guidance `null + s (cond - null)` (s = 1 + w).
+pub const DPM_GUIDANCE_SCALE: i32 = 1;
+
+const ALGORITHMS: &[(i32, Algorithm)] = &[
+    (DPM_ALGORITHM_DDPM, Algorithm::Ddpm),
+    (DPM_ALGORITHM_DDIM, Algorithm::Ddim),
+    (DPM_ALGORITHM_DPM_SOLVER, Algorithm::DpmSolver),
+    (DPM_ALGORITHM_DPM_SOLVER_PP, Algorithm::DpmSolverPp),
+];
+const METHODS: &[(i32, Method)] = &[
+    (DPM_METHOD_SINGLESTEP, Method::Singlestep),
+    (DPM_METHOD_MULTISTEP, Method::Multistep),
+    (DPM_METHOD_ADAPTIVE, Method::Adaptive),
+];
+const SPACINGS: &[(i32, &str)] = &[
+    (DPM_SPACING_REFERENCE, "reference"),
+    (DPM_SPACING_TIME_UNIFORM, "time_uniform"),
+    (DPM_SPACING_LOGSNR, "logsnr"),
+    (DPM_SPACING_TIME_QUADRATIC, "time_quadratic"),
+    (DPM_SPACING_CUSTOM, "custom"),
+];
+const CONVENTIONS: &[(i32, Convention)] = &[
+    (DPM_GUIDANCE_HO, Convention::Ho),
+    (DPM_GUIDANCE_SCALE, Convention::Scale),
+];
+
+/// Everything that defines how samples are drawn. Fill with `dpm_sampler_params_init`
+/// (DPM-Solver-2, 20 NFE, no guidance) or `dpm_sampler_params_preset`, then adjust.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct dpm_sampler_params {
+    /// `sizeof(dpm_sampler_params)` (set by the init functions).
+    pub struct_size: u32,
+    /// `DPM_ALGORITHM_*`.
+    pub algorithm: i32,
+    /// `DPM_METHOD_*`.
+    pub method: i32,
+    /// Solver order, 1..3.
+    pub order: i32,
+    /// Network evaluations per sample (ignored by the adaptive method).
+    pub nfe: i32,
+    /// `DPM_SPACING_*`.
+    pub spacing: i32,
+    /// Custom spacing: decreasing model times, `num_custom_times` of them (steps + 1). Only
+    /// read during the create/generate call.
+    pub custom_times: *const f64,
+    /// Length of `custom_times`.
+    pub num_custom_times: usize,
+    /// DDIM stochasticity in [0, 1].
+    pub eta: f64,
+    /// Nonzero: lower-order final steps on runs under 15 steps.
+    pub lower_order_final: i32,
+    /// Nonzero: the reference DPM-Solver-2 (midpoint time truncated to an integer).
+    pub reference_midpoint: i32,
+    /// `DPM_PREDICTION_*`, or `DPM_PREDICTION_FROM_MODEL` (default) to use the model's.
+    pub prediction: i32,
+    /// Nonzero: dynamic thresholding of data predictions (DPM-Solver++ only).
+    pub thresholding: i32,
+    /// Thresholding quantile (0.995).
+    pub threshold_ratio: f64,
+    /// Thresholding bound (1.0).
+    pub threshold_max: f64,
+    /// Adaptive solvers: relative tolerance (0.05).
+    pub rtol: f64,
+    /// Adaptive solvers: absolute tolerance (0.0078).
+    pub atol: f64,
+    /// Nonzero: classifier-free guidance (needs labels).
+    pub guidance: i32,
+    /// Guidance number in `guidance_convention` (7.5).
+    pub guidance_scale: f64,
+    /// `DPM_GUIDANCE_HO` (default) or `DPM_GUIDANCE_SCALE`.
+    pub guidance_convention: i32,
+    /// Label of the null class (0).
+    pub null_label: i64,
+    /// Threads for the solver's elementwise updates (1).
+    pub threads: i32,
+}
+
+fn from_config(c: &SolverConfig, base: dpm_sampler_params) -> dpm_sampler_params {
+    let find = |t: &[(i32, Algorithm)], a| t.iter().find(|x| x.1 == a).map_or(0, |x| x.0);
+    dpm_sampler_params {
+        algorithm: find(ALGORITHMS, c.algorithm),
+        method: METHODS.iter().find(|x| x.1 == c.method).map_or(0, |x| x.0),
+        order: c.order as i32,
+        nfe: c.nfe as i32,
+        spacing: SPACINGS
+            .iter()
+            .find(|x| x.1 == c.spacing.name())
+            .map_or(0, |x| x.0),
+        eta: c.eta,
+        lower_order_final: i32::from(c.lower_order_final),
+        reference_midpoint: i32::from(c.reference_midpoint),
+        rtol: c.adaptive.rtol,
+        atol: c.adaptive.atol,
+        threads: c.threads as i32,
+        ..base
+    }
+}
+
+impl Default for dpm_sampler_params {
+    fn default() -> Self {
+        let base = dpm_sampler_params {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            algorithm: 0,
+            method: 0,
+            order: 2,
+            nfe: 20,
+            spacing: 0,
+            custom_times: std::ptr::null(),
+            num_custom_times: 0,
+            eta: 0.0,
+            lower_order_final: 1,
+            reference_midpoint: 0,
+            prediction: DPM_PREDICTION_FROM_MODEL,
+            thresholding: 0,
+            threshold_ratio: 0.995,
+            threshold_max: 1.0,
+            rtol: 0.05,
+            atol: 0.0078,
+            guidance: 0,
+            guidance_scale: 7.5,
+            guidance_convention: DPM_GUIDANCE_HO,
+            null_label: 0,
+            threads: 1,
+        };
+        match SolverConfig::named("dpm2", 20) {
+            Ok(c) => from_config(&c, base),
+            Err(_) => base,
+        }
+    }
+}
+
+/// Converts C parameters into the solver configuration and guidance.
+fn to_config(
+    p: &dpm_sampler_params,
+    model_prediction: Option<Prediction>,
+) -> CResult<(SolverConfig, Option<Guidance>)> {
+    let algorithm = enum_value(p.algorithm, ALGORITHMS, "params.algorithm")?;
+    let method = enum_value(p.method, METHODS, "params.method")?;
+    if p.order < 1 || p.order > 3 {
+        return Err(
+            Error::InvalidArgument(format!("params.order = {} (valid: 1, 2, 3)", p.order)).into(),
+        );
+    }
+    if p.nfe < 0 || (p.nfe == 0 && method != Method::Adaptive) {
+        return Err(
+            Error::InvalidArgument(format!("params.nfe = {} must be positive", p.nfe)).into(),
+        );
+    }
+    let mut c = SolverConfig::new(algorithm, method, p.order as usize, p.nfe as usize);
+    c.spacing = match enum_value(p.spacing, SPACINGS, "params.spacing")? {
+        "custom" => Spacing::Custom(
+            slice(p.custom_times, p.num_custom_times, "params.custom_times")?.to_vec(),
+        ),
+        name => Spacing::named(name)?,
+    };
+    c.eta = p.eta;
+    c.lower_order_final = p.lower_order_final != 0;
+    c.reference_midpoint = p.reference_midpoint != 0;
+    c.prediction = if p.prediction == DPM_PREDICTION_FROM_MODEL {
+        model_prediction.unwrap_or(Prediction::Eps)
+    } else {
+        enum_value(p.prediction, PREDICTIONS, "params.prediction")?
+    };
+    c.thresholding = (p.thresholding != 0).then_some(Thresholding {
+        ratio: p.threshold_ratio,
+        max_val: p.threshold_max,
+    });
+    c.adaptive.rtol = p.rtol;
+    c.adaptive.atol = p.atol;
+    c.threads = positive(i64::from(p.threads), "params.threads")?;
+    c.validate()?;
+    let g = if p.guidance != 0 {
+        Some(Guidance {
+            scale: p.guidance_scale,
+            convention: enum_value(
+                p.guidance_convention,
+                CONVENTIONS,
+                "params.guidance_convention",
+            )?,
+            null_label: p.null_label,
+        })
+    } else {
+        None
+    };
+    Ok((c, g))
+}
+
+/// Fills `params` with the defaults: DPM-Solver-2 (singlestep, time-quadratic), 20 NFE,
+/// prediction type from the model, no guidance.
+#[no_mangle]
+pub extern "C" fn dpm_sampler_params_init(params: *mut dpm_sampler_params) -> dpm_status {
+    guard0(|| {
+        *out(params, "params")? = dpm_sampler_params::default();
+        Ok(())
+    })
+}
+
+/// Sets the solver fields of `params` (already initialised) from a preset name ("dpm1",
+/// "dpm2-ref", "dpm++2m", ...; see `dpm solvers`) at `nfe` evaluations; guidance, prediction
+/// and thresholding fields are kept.
+#[no_mangle]
+pub extern "C" fn dpm_sampler_params_preset(
+    params: *mut dpm_sampler_params,
+    name: *const c_char,
+    nfe: i32,
+) -> dpm_status {
+    guard0(|| {
+        let name = cstr(name, "name")?;
+        let n = positive(i64::from(nfe), "nfe")?;
+        let c = SolverConfig::named(name, n)?;
+        let p = out(params, "params")?;
+        if (p.struct_size as usize) < std::mem::size_of::<dpm_sampler_params>() {
+            return Err(Error::InvalidArgument(
+                "params.struct_size: call dpm_sampler_params_init() first".into(),
+            )
+            .into());
+        }
+        *p = from_config(&c, *p);
+        Ok(())
+    })
+}
+
+struct SamplerState {
+    sampler: Sampler,
+}
+
+/// A batch being sampled by a host that runs the model itself (see `dpm_sampler_next`).
+pub struct dpm_sampler {
+    state: Mutex<SamplerState>,
+    last_error: Mutex<CString>,
+}
+
+/// What the model is asked for next (see `dpm_sampler_next`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct dpm_query {
+    /// Model input: `rows * dim` floats, owned by the sampler, valid until the next call on it.
+    pub x: *const f32,
+    /// Class labels of the rows (NULL for an unconditional batch), owned by the sampler.
+    pub labels: *const i64,
+    /// Model time (0..N-1, may be fractional), the same for every row.
+    pub t: f64,
+    /// Rows of the model batch: 2 x batch with guidance (conditional rows first), else batch.
+    pub rows: u32,
+    /// Values per row.
+    pub dim: u32,
+    /// Network evaluations so far.
+    pub nfe: u32,
+    /// Nonzero when sampling is finished (`x`, `labels` are then NULL).
+    pub done: i32,
+}
+
+/// Starts a batch of `batch` samples of `dim` values, driven by the host: repeat
+/// `dpm_sampler_next` (where is the model needed?) and `dpm_sampler_submit` (its output) until
+/// `done`, then `dpm_sampler_read`. Sample i of the batch is sample `first_index + i` of
+/// `seed`: its noise does not depend on the batch size. `schedule` NULL means the reference
+/// schedule; `labels` (`batch` values, or NULL) make the model conditional; guidance needs
+/// them. The prediction type `DPM_PREDICTION_FROM_MODEL` means eps here.
+#[no_mangle]
+pub extern "C" fn dpm_sampler_create(
+    schedule: *const dpm_schedule,
+    params: *const dpm_sampler_params,
+    batch: i32,
+    dim: i32,
+    seed: u64,
+    first_index: u64,
+    labels: *const i64,
+    sampler: *mut *mut dpm_sampler,
+) -> dpm_status {
+    guard0(|| {
+        let sched: Schedule = if schedule.is_null() {
+            Schedule::reference()
+        } else {
+            handle(schedule, "schedule")?.sched.clone()
+        };
+        let p = super::args::params(params, dpm_sampler_params::default(), "params")?;
+        let (cfg, g) = to_config(&p, None)?;
+        let b = positive(i64::from(batch), "batch")?;
+        let d = positive(i64::from(dim), "dim")?;
+        let labels = if labels.is_null() {
+            None
+        } else {
+            Some(slice(labels, b, "labels")?)
+        };
+        let s = Sampler::new(
+            cfg,
+            &sched,
+            d,
+            &SampleIds::range(seed, first_index, b),
+            labels,
+            g,
+        )?;
+        let dst = out(sampler, "sampler")?;
+        *dst = Box::into_raw(Box::new(dpm_sampler {
+            state: Mutex::new(SamplerState { sampler: s }),
+            last_error: Mutex::new(CString::default()),
+        }));
+        Ok(())
+    })
+}
+
+fn with_sampler(
+    sampler: *const dpm_sampler,
+    f: impl FnOnce(&mut SamplerState) -> CResult<()>,
+) -> dpm_status {
+    let Ok(h) = handle(sampler, "sampler") else {
+        return guard0(|| Err(CError::Null("sampler")));
+    };
+    guard(
+        |m| store(&h.last_error, m),
+        || f(&mut *lock(&h.state, "sampler")?),
+    )
+}
+
+/// Where the model is needed next: fills `*query` (pointers into the sampler, valid until the
+/// next call on it). When `query->done` is nonzero the samples are ready.
+#[no_mangle]
+pub extern "C" fn dpm_sampler_next(sampler: *mut dpm_sampler, query: *mut dpm_query) -> dpm_status {
+    with_sampler(sampler, |st| {
+        let q = out(query, "query")?;
+        let nfe = st.sampler.solver().nfe() as u32;
+        let dim = st.sampler.dim() as u32;
+        *q = match st.sampler.query() {
+            Some(qq) => dpm_query {
+                x: qq.x.as_ptr(),
+                labels: qq.labels.map_or(std::ptr::null(), <[i64]>::as_ptr),
+                t: qq.t,
+                rows: qq.rows as u32,
+                dim,
+                nfe,
+                done: 0,
+            },
+            None => dpm_query {
+                x: std::ptr::null(),
+                labels: std::ptr::null(),
+                t: 0.0,
+                rows: 0,
+                dim,
+                nfe,
+                done: 1,
+            },
+        };
+        Ok(())
+    })
+}
+
+/// Gives the model output for the pending query: `n = rows * dim` floats in the model's
+/// prediction type. Errors: DPM_ERR_SHAPE (wrong n), DPM_ERR_STATE (nothing pending),
+/// DPM_ERR_NON_FINITE (NaN/Inf in the output; the message names the step and sample).
+#[no_mangle]
+pub extern "C" fn dpm_sampler_submit(
+    sampler: *mut dpm_sampler,
+    model_output: *const f32,
+    n: usize,
+) -> dpm_status {
+    with_sampler(sampler, |st| {
+        if n == 0 {
+            return Err(Error::Shape("model output of 0 values".into()).into());
+        }
+        let o = slice(model_output, n, "model_output")?;
+        st.sampler.submit(o)?;
+        Ok(())
+    })
+}
+
+/// Copies the current state (the samples once done): `n = batch * dim` floats.
+#[no_mangle]
+pub extern "C" fn dpm_sampler_read(
+    sampler: *const dpm_sampler,
+    dst: *mut f32,
+    n: usize,
+) -> dpm_status {
+    with_sampler(sampler, |st| {
+        let x = st.sampler.x();
+        if n != x.len() {
+            return Err(
+                Error::Shape(format!("dst holds {n} floats, the batch has {}", x.len())).into(),
+            );
+        }
+        slice_mut(dst, n, "dst")?.copy_from_slice(x);
+        Ok(())
+    })
+}
+
+/// The message of the last failed call on this sampler ("" if none); NULL for NULL.
+#[no_mangle]
+pub extern "C" fn dpm_sampler_last_error(sampler: *const dpm_sampler) -> *const c_char {
+    match handle(sampler, "sampler") {
+        Ok(h) => match h.last_error.lock() {
+            Ok(s) => s.as_ptr(),
+            Err(_) => c"(unavailable)".as_ptr(),
+        },
+        Err(_) => std::ptr::null(),
+    }
+}
+
+/// Frees a sampler. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn dpm_sampler_free(sampler: *mut dpm_sampler) {
+    super::handles::free(sampler)
+}
+
+/// Progress of `dpm_generate`, passed to the callback after every network evaluation.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct dpm_progress {
+    /// Samples finished before the current batch.
+    pub samples_done: u32,
+    /// Samples asked for.
+    pub samples_total: u32,
+    /// Index of the current batch.
+    pub batch_index: u32,
+    /// Network evaluations done in the current batch.
+    pub nfe_done: u32,
+    /// Evaluations the batch will take (0 for adaptive solvers: unknown).
+    pub nfe_total: u32,
+}
+
+/// Progress callback: return nonzero to stop the run (`dpm_generate` then returns
+/// DPM_ERR_CANCELLED). Called on the thread that called `dpm_generate`.
+pub type dpm_progress_fn =
+    Option<extern "C" fn(user_data: *mut c_void, progress: *const dpm_progress) -> i32>;
+
+/// Options for `dpm_generate`. Fill with `dpm_generate_params_init` first.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct dpm_generate_params {
+    /// `sizeof(dpm_generate_params)`.
+    pub struct_size: u32,
+    /// Number of samples (default 1).
+    pub num_samples: u32,
+    /// Samples per model batch (default 16; with guidance the model sees twice as many rows).
+    pub batch_size: u32,
+    /// Seed: sample i is sample `first_index + i` of this seed, whatever the batch size.
+    pub seed: u64,
+    /// Index of the first sample.
+    pub first_index: u64,
+    /// `num_samples` class labels (1..num_classes), or NULL for an unconditional model.
+    pub labels: *const i64,
+    /// Called after every evaluation; may be NULL.
+    pub progress: dpm_progress_fn,
+    /// Passed to `progress` unchanged.
+    pub user_data: *mut c_void,
+}
+
+impl Default for dpm_generate_params {
+    fn default() -> Self {
+        Self {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            num_samples: 1,
+            batch_size: 16,
+            seed: 0,
+            first_index: 0,
+            labels: std::ptr::null(),
+            progress: None,
+            user_data: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// Fills `params` with the defaults.
+#[no_mangle]
+pub extern "C" fn dpm_generate_params_init(params: *mut dpm_generate_params) -> dpm_status {
+    guard0(|| {
+        *out(params, "params")? = dpm_generate_params::default();
+        Ok(())
+    })
+}
+
+/// Generates `gen->num_samples` samples with the model into `out` (`out_len` =
+/// num_samples x the model's values per sample, floats, in model space: images in [-1, 1]).
+/// Runs in batches of `gen->batch_size`; `dpm_cancel` or the progress callback stop it
+/// (DPM_ERR_CANCELLED; `out` then holds the batches finished so far). The model handle stays
+/// usable after any error.
+#[no_mangle]
+pub extern "C" fn dpm_generate(
+    model: *mut dpm_model,
+    sampler_params: *const dpm_sampler_params,
+    gen: *const dpm_generate_params,
+    out_buf: *mut f32,
+    out_len: usize,
+) -> dpm_status {
+    let Ok(h) = handle(model as *const dpm_model, "model") else {
+        return guard0(|| Err(CError::Null("model")));
+    };
+    let status = guard(
+        |m| store(&h.last_error, m),
+        || generate(h, sampler_params, gen, out_buf, out_len),
+    );
+    // A cancel request is consumed by the run it stopped (or by this run, if it came late).
+    h.cancel.store(false, Ordering::SeqCst);
+    status
+}
+
+fn generate(
+    h: &dpm_model,
+    sampler_params: *const dpm_sampler_params,
+    gen: *const dpm_generate_params,
+    out_buf: *mut f32,
+    out_len: usize,
+) -> CResult<()> {
+    let mut m = lock(&h.model, "model")?;
+    let info = m.info().clone();
+    let p = params(
+        sampler_params,
+        dpm_sampler_params::default(),
+        "sampler_params",
+    )?;
+    let g = params(gen, dpm_generate_params::default(), "gen")?;
+    let (cfg, guidance) = to_config(&p, Some(info.prediction))?;
+    let n = positive(i64::from(g.num_samples), "gen.num_samples")?;
+    let bs = positive(i64::from(g.batch_size), "gen.batch_size")?;
+    let dim = info.dim();
+    let want = n
+        .checked_mul(dim)
+        .ok_or_else(|| Error::Shape("num_samples too large".into()))?;
+    if out_len != want {
+        return Err(Error::Shape(format!(
+            "out holds {out_len} floats; {n} samples of {dim} need {want}"
+        ))
+        .into());
+    }
+    let outv = slice_mut(out_buf, out_len, "out")?;
+    let labels = if g.labels.is_null() {
+        None
+    } else {
+        Some(slice(g.labels, n, "gen.labels")?)
+    };
+    let sched = info.schedule()?;
+    let mut first = 0usize;
+    let mut batch_index = 0u32;
+    while first < n {
+        let rows = bs.min(n - first);
+        let ids = SampleIds::range(g.seed, g.first_index + first as u64, rows);
+        let l = labels.map(|l| &l[first..first + rows]);
+        let mut s = Sampler::new(cfg.clone(), &sched, dim, &ids, l, guidance)?;
+        let total = s.solver().planned_nfe() as u32;
+        let progress = |nfe: usize| {
+            if h.cancel.load(Ordering::SeqCst) {
+                return false;
+            }
+            match g.progress {
+                Some(f) => {
+                    let pr = dpm_progress {
+                        samples_done: first as u32,
+                        samples_total: n as u32,
+                        batch_index,
+                        nfe_done: nfe as u32,
+                        nfe_total: total,
+                    };
+                    f(g.user_data, &pr) == 0
+                }
+                None => true,
+            }
+        };
+        m.sample(&mut s, progress)?;
+        outv[first * dim..(first + rows) * dim].copy_from_slice(s.x());
+        first += rows;
+        batch_index += 1;
+    }
+    Ok(())
+}
+
+/// Asks a running `dpm_generate` on `model` to stop after its current network evaluation
+/// (or the next run, if none is running). Safe from any thread.
+#[no_mangle]
+pub extern "C" fn dpm_cancel(model: *const dpm_model) -> dpm_status {
+    guard0(|| {
+        handle(model, "model")?.cancel.store(true, Ordering::SeqCst);
+        Ok(())
+    })
+}
+
+/// Writes `n` images (CHW floats in [-1, 1], `c` = 1 or 3) as `dir/prefix%05d.png`, converted
+/// as `round((x / 2 + 0.5).clamp(0, 1) * 255)`. The folder must exist.
+#[no_mangle]
+pub extern "C" fn dpm_write_pngs(
+    images: *const f32,
+    n: i32,
+    c: i32,
+    h: i32,
+    w: i32,
+    dir: *const c_char,
+    prefix: *const c_char,
+) -> dpm_status {
+    guard0(|| {
+        let (n, c, h, w) = (
+            positive(n.into(), "n")?,
+            positive(c.into(), "c")?,
+            positive(h.into(), "h")?,
+            positive(w.into(), "w")?,
+        );
+        let len = n
+            .checked_mul(c * h * w)
+            .ok_or_else(|| Error::Shape("image batch too large".into()))?;
+        let imgs = slice(images, len, "images")?;
+        let dir = std::path::Path::new(cstr(dir, "dir")?);
+        let prefix = cstr(prefix, "prefix")?;
+        for i in 0..n {
+            crate::imageio::save_png(
+                &dir.join(format!("{prefix}{i:05}.png")),
+                imgs,
+                n,
+                i,
+                c,
+                h,
+                w,
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes `n` images as one PNG grid with `cols` columns.
+#[no_mangle]
+pub extern "C" fn dpm_write_grid(
+    images: *const f32,
+    n: i32,
+    c: i32,
+    h: i32,
+    w: i32,
+    cols: i32,
+    path: *const c_char,
+) -> dpm_status {
+    guard0(|| {
+        let (n, c, h, w) = (
+            positive(n.into(), "n")?,
+            positive(c.into(), "c")?,
+            positive(h.into(), "h")?,
+            positive(w.into(), "w")?,
+        );
+        let cols = positive(cols.into(), "cols")?;
+        let len = n
+            .checked_mul(c * h * w)
+            .ok_or_else(|| Error::Shape("image batch too large".into()))?;
+        let imgs = slice(images, len, "images")?;
+        crate::imageio::save_grid(
+            std::path::Path::new(cstr(path, "path")?),
+            imgs,
+            n,
+            c,
+            h,
+            w,
+            cols,
+        )?;
+        Ok(())
+    })
+}
