@@ -144,7 +144,12 @@ pub(crate) fn lock<'a, T>(
     }
 }
 
+/// Hands a new handle to the caller through `dst`. (Entry points that do real work first,
+/// like loading a library or a model, also check `dst` up front, so a NULL destination
+/// costs nothing.)
 pub(crate) fn boxed<T>(v: T, dst: *mut *mut T, what: &'static str) -> CResult<()> {
+    // Check the destination before boxing: in `*place = value` Rust evaluates `value` first,
+    // so a failing `out()?` on the left would leak the new handle.
     let d = out(dst, what)?;
     *d = Box::into_raw(Box::new(v));
     Ok(())
@@ -177,6 +182,7 @@ pub extern "C" fn dpm_runtime_create(
     runtime: *mut *mut dpm_runtime,
 ) -> dpm_status {
     guard0(|| {
+        out(runtime, "runtime")?;
         let p = super::args::params(params, dpm_runtime_params::default(), "params")?;
         let provider = match enum_value(
             p.provider,
@@ -242,6 +248,7 @@ pub extern "C" fn dpm_model_load(
     model: *mut *mut dpm_model,
 ) -> dpm_status {
     guard0(|| {
+        out(model, "model")?;
         let rt = handle(runtime, "runtime")?;
         let path = cstr(path, "path")?;
         let m = OnnxModel::load(&rt.rt, std::path::Path::new(path))?;

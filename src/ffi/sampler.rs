@@ -317,6 +317,7 @@ pub extern "C" fn dpm_sampler_create(
     sampler: *mut *mut dpm_sampler,
 ) -> dpm_status {
     guard0(|| {
+        out(sampler, "sampler")?;
         let sched: Schedule = if schedule.is_null() {
             Schedule::reference()
         } else {

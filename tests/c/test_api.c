@@ -1,0 +1,507 @@
+/*
+ * test_api.c: every function of dpm.h, in normal use and with every kind of bad argument.
+ * Compiled and run by tests/c_api.rs (cargo test) with the fixtures of tests/data.
+ * Prints "N passed, M failed" and exits nonzero on any failure.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dpm.h"
+
+static int passed, failed;
+static const char *data_dir = "tests/data";
+
+#define EXPECT(cond, ...)                                            \
+    do {                                                             \
+        if (cond) {                                                  \
+            passed++;                                                \
+        } else {                                                     \
+            failed++;                                                \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                            \
+            fprintf(stderr, "\n");                                   \
+        }                                                            \
+    } while (0)
+
+/* A call must return `want` and leave a message (or "" on success). */
+#define STATUS(call, want)                                                                  \
+    do {                                                                                    \
+        dpm_status got_ = (call);                                                           \
+        EXPECT(got_ == (want), "%s returned %s, expected %s (%s)", #call, dpm_status_name(got_), \
+               dpm_status_name(want), dpm_last_error());                                    \
+        if ((want) != DPM_OK)                                                               \
+            EXPECT(strlen(dpm_last_error()) > 0, "%s left no message", #call);              \
+    } while (0)
+
+static char *path(const char *name) {
+    static char buf[8][1024];
+    static int k;
+    char *b = buf[k++ % 8];
+    snprintf(b, 1024, "%s/%s", data_dir, name);
+    return b;
+}
+
+static dpm_runtime *rt;
+
+static void test_basics(void) {
+    EXPECT(strcmp(dpm_version(), "0.1.0") == 0, "version %s", dpm_version());
+    EXPECT(DPM_VERSION_MAJOR == 0 && DPM_VERSION_MINOR == 1, "version macros");
+    EXPECT(strcmp(dpm_status_name(DPM_OK), "DPM_OK") == 0, "status name");
+    EXPECT(strcmp(dpm_status_name(DPM_ERR_BUSY), "DPM_ERR_BUSY") == 0, "status name");
+    EXPECT(strcmp(dpm_status_name(-7), "DPM_UNKNOWN_STATUS") == 0, "unknown status");
+    for (int s = DPM_OK; s <= DPM_ERR_INTERNAL; s++)
+        EXPECT(strncmp(dpm_status_name(s), "DPM_", 4) == 0 && strcmp(dpm_status_name(s), "DPM_UNKNOWN_STATUS") != 0,
+               "status %d has a name", s);
+    EXPECT(strcmp(dpm_prediction_name(DPM_PREDICTION_V), "v") == 0, "prediction name");
+    EXPECT(dpm_prediction_name(7) == NULL, "out-of-range prediction name");
+    EXPECT(dpm_prediction_from_name("x0") == DPM_PREDICTION_X0, "prediction from name");
+    EXPECT(dpm_prediction_from_name("nope") == -2 && dpm_prediction_from_name(NULL) == -2, "unknown prediction");
+}
+
+static void test_runtime(void) {
+    dpm_runtime_params p;
+    STATUS(dpm_runtime_params_init(NULL), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_runtime_params_init(&p), DPM_OK);
+    EXPECT(p.struct_size == sizeof p && p.provider == DPM_PROVIDER_CPU && p.library_path == NULL, "defaults");
+    dpm_runtime *r = NULL;
+    STATUS(dpm_runtime_create(NULL, &r), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_runtime_create(&p, NULL), DPM_ERR_NULL_ARGUMENT);
+    dpm_runtime_params bad = p;
+    bad.struct_size = 0;
+    STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.provider = 9;
+    STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.intra_threads = -1;
+    STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.library_path = "/nonexistent/libonnxruntime.so";
+    STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_RUNTIME_UNAVAILABLE);
+    EXPECT(strstr(dpm_last_error(), "setup") || strstr(dpm_last_error(), "DPM_ORT_LIB"), "fix hint: %s",
+           dpm_last_error());
+    STATUS(dpm_runtime_create(&p, &rt), DPM_OK);
+    EXPECT(rt != NULL && dpm_runtime_provider(rt) == DPM_PROVIDER_CPU, "cpu runtime");
+    EXPECT(dpm_runtime_provider(NULL) == -1, "provider of NULL");
+    bad = p;
+    bad.provider = DPM_PROVIDER_CUDA;
+    STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_PROVIDER_UNAVAILABLE);
+    bad.device_id = -1;
+    STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_INVALID_ARGUMENT);
+    bad.device_id = 0;
+    bad.cpu_fallback = 1;
+    STATUS(dpm_runtime_create(&bad, &r), DPM_OK);
+    EXPECT(dpm_runtime_provider(r) == DPM_PROVIDER_CPU, "fallback to cpu");
+    dpm_runtime_free(r);
+    dpm_runtime_free(NULL);
+}
+
+static void test_schedule(void) {
+    dpm_schedule *s = NULL;
+    STATUS(dpm_schedule_create(NULL, 1000, &s), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_schedule_create("linear", 1000, NULL), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_schedule_create("wavy", 1000, &s), DPM_ERR_UNKNOWN_NAME);
+    STATUS(dpm_schedule_create("linear", 0, &s), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_schedule_create("linear", -5, &s), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_schedule_create("linear", 1000, &s), DPM_OK);
+    double a, sg, l;
+    STATUS(dpm_schedule_eval(s, 0, &a, &sg, &l), DPM_OK);
+    EXPECT(fabs(l - 4.605) < 1e-3 && fabs(a * a + sg * sg - 1) < 1e-12, "lambda(0) = %f", l);
+    STATUS(dpm_schedule_eval(s, 999, NULL, NULL, &l), DPM_OK);
+    EXPECT(fabs(l + 5.059) < 1e-3, "lambda(999) = %f", l);
+    STATUS(dpm_schedule_eval(s, 1000.5, &a, NULL, NULL), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_schedule_eval(s, NAN, &a, NULL, NULL), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_schedule_eval(NULL, 3, &a, NULL, NULL), DPM_ERR_NULL_ARGUMENT);
+    EXPECT(dpm_schedule_len(s) == 1000 && dpm_schedule_len(NULL) == -1, "len");
+    dpm_schedule_free(s);
+    STATUS(dpm_schedule_create("cosine", 100, &s), DPM_OK);
+    dpm_schedule_free(s);
+    STATUS(dpm_schedule_create("scaled_linear", 100, &s), DPM_OK);
+    dpm_schedule_free(s);
+    double betas[4] = {0.1, 0.2, 0.3, 0.4}, badb[2] = {0.1, 1.5};
+    STATUS(dpm_schedule_from_betas(NULL, 4, &s), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_schedule_from_betas(badb, 2, &s), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_schedule_from_betas(betas, 0, &s), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_schedule_from_betas(betas, 4, &s), DPM_OK);
+    EXPECT(dpm_schedule_len(s) == 4, "len 4");
+    dpm_schedule_free(s);
+    double ab[3] = {0.9, 0.5, 0.1}, abad[3] = {0.5, 0.9, 0.1};
+    STATUS(dpm_schedule_from_alpha_bar(abad, 3, &s), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_schedule_from_alpha_bar(ab, 3, &s), DPM_OK);
+    STATUS(dpm_schedule_eval(s, 1, &a, NULL, NULL), DPM_OK);
+    EXPECT(fabs(a * a - 0.5) < 1e-12, "alpha_bar(1) = %f", a * a);
+    dpm_schedule_free(s);
+    dpm_schedule_free(NULL);
+}
+
+/* eps*(x, t) of N(mu, s^2 I) in 2D, on a schedule. */
+static void gauss_eps(const dpm_schedule *s, const float *x, double t, unsigned rows, float *out) {
+    double a, sg;
+    dpm_schedule_eval(s, t, &a, &sg, NULL);
+    double v = a * a * 0.25 + sg * sg;
+    for (unsigned i = 0; i < rows * 2; i++) out[i] = (float)(sg * (x[i] - a * 1.0) / v);
+}
+
+static void test_sampler(void) {
+    dpm_sampler_params p;
+    STATUS(dpm_sampler_params_init(NULL), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_sampler_params_init(&p), DPM_OK);
+    EXPECT(p.struct_size == sizeof p && p.order == 2 && p.nfe == 20 && p.guidance == 0, "sampler defaults");
+    STATUS(dpm_sampler_params_preset(&p, "dpm9", 10), DPM_ERR_UNKNOWN_NAME);
+    STATUS(dpm_sampler_params_preset(&p, NULL, 10), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_sampler_params_preset(NULL, "dpm1", 10), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_sampler_params_preset(&p, "dpm1", 0), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_sampler_params_preset(&p, "dpm2-ref", 50), DPM_OK);
+    EXPECT(p.algorithm == DPM_ALGORITHM_DPM_SOLVER && p.order == 2 && p.spacing == DPM_SPACING_REFERENCE &&
+               p.reference_midpoint == 1 && p.nfe == 50,
+           "dpm2-ref preset");
+    STATUS(dpm_sampler_params_preset(&p, "dpm++2m", 12), DPM_OK);
+    EXPECT(p.algorithm == DPM_ALGORITHM_DPM_SOLVER_PP && p.method == DPM_METHOD_MULTISTEP, "dpm++2m preset");
+
+    dpm_schedule *sch = NULL;
+    dpm_schedule_create("linear", 1000, &sch);
+    dpm_sampler *s = NULL;
+    STATUS(dpm_sampler_create(sch, &p, 0, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_sampler_create(sch, &p, 4, -2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_sampler_create(sch, NULL, 4, 2, 1, 0, NULL, &s), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_sampler_create(sch, &p, 4, 2, 1, 0, NULL, NULL), DPM_ERR_NULL_ARGUMENT);
+    dpm_sampler_params bad = p;
+    bad.algorithm = 99;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.order = 5;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.spacing = 17;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.spacing = DPM_SPACING_CUSTOM;
+    bad.num_custom_times = 13;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_NULL_ARGUMENT);
+    bad = p;
+    bad.guidance = 1;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.guidance = 1;
+    bad.guidance_convention = 5;
+    int64_t lab[4] = {1, 2, 3, 1};
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, lab, &s), DPM_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.threads = 0;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.thresholding = 1;
+    bad.algorithm = DPM_ALGORITHM_DPM_SOLVER;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+
+    /* A custom spacing with 12 + 1 times works. */
+    double times[13];
+    for (int i = 0; i <= 12; i++) times[i] = 999.0 * (12 - i) / 12.0;
+    bad = p;
+    bad.spacing = DPM_SPACING_CUSTOM;
+    bad.custom_times = times;
+    bad.num_custom_times = 13;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_OK);
+    dpm_sampler_free(s);
+
+    /* Host-driven run on an exact Gaussian model. */
+    enum { B = 512 };
+    STATUS(dpm_sampler_create(sch, &p, B, 2, 7, 0, NULL, &s), DPM_OK);
+    dpm_query q;
+    STATUS(dpm_sampler_next(s, NULL), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_sampler_next(NULL, &q), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_sampler_next(s, &q), DPM_OK);
+    EXPECT(!q.done && q.rows == B && q.dim == 2 && q.x && !q.labels && q.nfe == 0, "first query");
+    static float out[B * 2], x[B * 2];
+    STATUS(dpm_sampler_submit(s, out, 3), DPM_ERR_SHAPE);
+    STATUS(dpm_sampler_submit(s, NULL, B * 2), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_sampler_submit(s, out, 0), DPM_ERR_SHAPE);
+    for (int i = 0; i < B * 2; i++) out[i] = 0;
+    out[2 * 37 + 1] = NAN;
+    STATUS(dpm_sampler_submit(s, out, B * 2), DPM_ERR_NON_FINITE);
+    EXPECT(strstr(dpm_sampler_last_error(s), "sample 37") != NULL, "names the sample: %s", dpm_sampler_last_error(s));
+    int evals = 0;
+    for (;;) {
+        STATUS(dpm_sampler_next(s, &q), DPM_OK);
+        if (q.done) break;
+        gauss_eps(sch, q.x, q.t, q.rows, out);
+        dpm_status st = dpm_sampler_submit(s, out, (size_t)q.rows * q.dim);
+        if (st != DPM_OK) { EXPECT(0, "submit: %s", dpm_last_error()); break; }
+        evals++;
+    }
+    EXPECT(evals == 12 && q.nfe == 12 && q.x == NULL, "12 evaluations, got %d", evals);
+    STATUS(dpm_sampler_submit(s, out, B * 2), DPM_ERR_STATE);
+    STATUS(dpm_sampler_read(s, x, 5), DPM_ERR_SHAPE);
+    STATUS(dpm_sampler_read(s, NULL, B * 2), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_sampler_read(s, x, B * 2), DPM_OK);
+    double m = 0;
+    for (int i = 0; i < B * 2; i++) m += x[i];
+    m /= B * 2;
+    EXPECT(fabs(m - 1.0) < 0.05, "mean %f", m);
+    EXPECT(dpm_sampler_last_error(NULL) == NULL, "last error of NULL");
+    dpm_sampler_free(s);
+    dpm_sampler_free(NULL);
+
+    /* Guidance: the model sees 2B rows, conditional labels then null labels. */
+    bad = p;
+    bad.guidance = 1;
+    STATUS(dpm_sampler_create(NULL, &bad, 4, 2, 1, 0, lab, &s), DPM_OK);
+    STATUS(dpm_sampler_next(s, &q), DPM_OK);
+    EXPECT(q.rows == 8 && q.labels && q.labels[0] == 1 && q.labels[3] == 1 && q.labels[4] == 0 && q.labels[7] == 0,
+           "guided query");
+    EXPECT(memcmp(q.x, q.x + 8, sizeof(float) * 8) == 0, "both halves hold the same x");
+    dpm_sampler_free(s);
+    dpm_schedule_free(sch);
+}
+
+static void test_model(void) {
+    dpm_model *m = NULL;
+    STATUS(dpm_model_load(NULL, path("affine2d.onnx"), &m), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_model_load(rt, NULL, &m), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_model_load(rt, path("affine2d.onnx"), NULL), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_model_load(rt, path("missing.onnx"), &m), DPM_ERR_MODEL);
+    STATUS(dpm_model_load(rt, path("bad_dtype.onnx"), &m), DPM_ERR_MODEL);
+    EXPECT(strstr(dpm_last_error(), "float") != NULL, "names the dtype problem: %s", dpm_last_error());
+    STATUS(dpm_model_load(rt, path("bad_names.onnx"), &m), DPM_ERR_MODEL);
+    STATUS(dpm_model_load(rt, path("dynamic_dims.onnx"), &m), DPM_ERR_MODEL);
+    STATUS(dpm_model_load(rt, path("make_fixtures.py"), &m), DPM_ERR_MODEL);
+    STATUS(dpm_model_load(rt, path("affine2d.onnx"), &m), DPM_OK);
+
+    dpm_model_info info;
+    memset(&info, 0, sizeof info);
+    STATUS(dpm_model_get_info(m, &info), DPM_ERR_INVALID_ARGUMENT);
+    EXPECT(strlen(dpm_model_last_error(m)) > 0, "model last error");
+    info.struct_size = sizeof info;
+    STATUS(dpm_model_get_info(m, NULL), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_model_get_info(NULL, &info), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_model_get_info(m, &info), DPM_OK);
+    EXPECT(info.ndim == 1 && info.shape[0] == 2 && info.dim == 2 && !info.conditional && info.t_broadcast &&
+               info.prediction == DPM_PREDICTION_EPS && !info.integer_time,
+           "affine2d info");
+    EXPECT(dpm_model_last_error(NULL) == NULL, "model last error of NULL");
+    dpm_schedule *sch = NULL;
+    STATUS(dpm_model_get_schedule(m, &sch), DPM_OK);
+    EXPECT(dpm_schedule_len(sch) == 1000, "model schedule");
+    dpm_schedule_free(sch);
+    STATUS(dpm_model_get_schedule(m, NULL), DPM_ERR_NULL_ARGUMENT);
+
+    dpm_sampler_params sp;
+    dpm_sampler_params_init(&sp);
+    dpm_generate_params gp;
+    STATUS(dpm_generate_params_init(NULL), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_generate_params_init(&gp), DPM_OK);
+    gp.num_samples = 10;
+    gp.batch_size = 4;
+    gp.seed = 3;
+    float out[20], out2[20];
+    STATUS(dpm_generate(m, &sp, &gp, out, 19), DPM_ERR_SHAPE);
+    STATUS(dpm_generate(m, &sp, &gp, NULL, 20), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_generate(NULL, &sp, &gp, out, 20), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_generate(m, NULL, &gp, out, 20), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_generate(m, &sp, NULL, out, 20), DPM_ERR_NULL_ARGUMENT);
+    int64_t lab[10] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    gp.labels = lab;
+    STATUS(dpm_generate(m, &sp, &gp, out, 20), DPM_ERR_INVALID_ARGUMENT); /* unconditional model */
+    gp.labels = NULL;
+    gp.num_samples = 0;
+    STATUS(dpm_generate(m, &sp, &gp, out, 0), DPM_ERR_INVALID_ARGUMENT);
+    gp.num_samples = 10;
+    STATUS(dpm_generate(m, &sp, &gp, out, 20), DPM_OK);
+    /* Batch size does not change the samples. */
+    gp.batch_size = 10;
+    STATUS(dpm_generate(m, &sp, &gp, out2, 20), DPM_OK);
+    EXPECT(memcmp(out, out2, sizeof out) == 0, "batch-size invariance");
+    /* A pending cancel stops the next run, is consumed, and the handle stays usable. */
+    STATUS(dpm_cancel(NULL), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_cancel(m), DPM_OK);
+    STATUS(dpm_generate(m, &sp, &gp, out2, 20), DPM_ERR_CANCELLED);
+    STATUS(dpm_generate(m, &sp, &gp, out2, 20), DPM_OK);
+    EXPECT(memcmp(out, out2, sizeof out) == 0, "same result after a cancel");
+    dpm_model_free(m);
+
+    /* A conditional image model with guidance. */
+    STATUS(dpm_model_load(rt, path("cond_image.onnx"), &m), DPM_OK);
+    STATUS(dpm_model_get_info(m, &info), DPM_OK);
+    EXPECT(info.ndim == 3 && info.shape[0] == 3 && info.shape[1] == 8 && info.conditional && info.num_classes == 3 &&
+               info.integer_time && !info.t_broadcast,
+           "cond_image info");
+    sp.guidance = 1;
+    gp.num_samples = 4;
+    gp.batch_size = 3;
+    float img[4 * 192];
+    STATUS(dpm_generate(m, &sp, &gp, img, 4 * 192), DPM_ERR_INVALID_ARGUMENT); /* labels needed */
+    int64_t lab4[4] = {1, 2, 3, 4};
+    gp.labels = lab4;
+    STATUS(dpm_generate(m, &sp, &gp, img, 4 * 192), DPM_ERR_INVALID_ARGUMENT); /* 4 > num_classes */
+    lab4[3] = 2;
+    STATUS(dpm_generate(m, &sp, &gp, img, 4 * 192), DPM_OK);
+
+    /* PNG output. */
+    char dir[256];
+    snprintf(dir, sizeof dir, "/tmp/dpm-c-test-%d", (int)getpid());
+    mkdir(dir, 0755);
+    STATUS(dpm_write_pngs(img, 4, 3, 8, 8, dir, "s"), DPM_OK);
+    char f[512];
+    snprintf(f, sizeof f, "%s/s00003.png", dir);
+    EXPECT(access(f, R_OK) == 0, "png written");
+    snprintf(f, sizeof f, "%s/grid.png", dir);
+    STATUS(dpm_write_grid(img, 4, 3, 8, 8, 2, f), DPM_OK);
+    EXPECT(access(f, R_OK) == 0, "grid written");
+    STATUS(dpm_write_grid(img, 4, 3, 8, 8, 0, f), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_write_grid(img, 4, 2, 8, 8, 2, f), DPM_ERR_SHAPE);
+    STATUS(dpm_write_grid(NULL, 4, 3, 8, 8, 2, f), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_write_pngs(img, -1, 3, 8, 8, dir, "s"), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_write_pngs(img, 4, 3, 8, 8, "/nonexistent/dir", "s"), DPM_ERR_IO);
+    STATUS(dpm_write_pngs(img, 4, 3, 8, 8, dir, NULL), DPM_ERR_NULL_ARGUMENT);
+    for (int i = 0; i < 4; i++) {
+        snprintf(f, sizeof f, "%s/s%05d.png", dir, i);
+        unlink(f);
+    }
+    snprintf(f, sizeof f, "%s/grid.png", dir);
+    unlink(f);
+    rmdir(dir);
+    dpm_model_free(m);
+    dpm_model_free(NULL);
+}
+
+/* ---- threads ---------------------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t seed;
+    float out[64 * 2];
+    dpm_status st;
+} job;
+
+static void *worker(void *arg) {
+    job *j = arg;
+    dpm_model *m = NULL;
+    j->st = dpm_model_load(rt, path("affine2d.onnx"), &m);
+    if (j->st != DPM_OK) return NULL;
+    dpm_sampler_params sp;
+    dpm_sampler_params_init(&sp);
+    dpm_generate_params gp;
+    dpm_generate_params_init(&gp);
+    gp.num_samples = 64;
+    gp.batch_size = 16;
+    gp.seed = j->seed;
+    for (int rep = 0; rep < 5 && j->st == DPM_OK; rep++) j->st = dpm_generate(m, &sp, &gp, j->out, 128);
+    dpm_model_free(m);
+    return NULL;
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int in_progress, release;
+} gate;
+
+static int32_t hold_in_progress(void *user, const dpm_progress *p) {
+    gate *g = user;
+    (void)p;
+    pthread_mutex_lock(&g->mu);
+    if (!g->in_progress) {
+        g->in_progress = 1;
+        pthread_cond_broadcast(&g->cv);
+        while (!g->release) pthread_cond_wait(&g->cv, &g->mu);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+typedef struct {
+    dpm_model *m;
+    gate *g;
+    int n;
+    dpm_status st;
+    double seconds_after_cancel;
+} long_run;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void *run_long(void *arg) {
+    long_run *l = arg;
+    dpm_sampler_params sp;
+    dpm_sampler_params_init(&sp);
+    dpm_sampler_params_preset(&sp, "dpm1", 1000);
+    dpm_generate_params gp;
+    dpm_generate_params_init(&gp);
+    gp.num_samples = l->n;
+    gp.batch_size = 64;
+    gp.progress = hold_in_progress;
+    gp.user_data = l->g;
+    float *out = malloc(sizeof(float) * 2 * l->n);
+    l->st = dpm_generate(l->m, &sp, &gp, out, 2 * (size_t)l->n);
+    free(out);
+    return NULL;
+}
+
+static void test_threads(void) {
+    enum { N = 4 };
+    job seq[N], par[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        seq[i].seed = par[i].seed = 100 + i;
+        worker(&seq[i]);
+    }
+    for (int i = 0; i < N; i++) pthread_create(&th[i], NULL, worker, &par[i]);
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) {
+        EXPECT(seq[i].st == DPM_OK && par[i].st == DPM_OK, "thread %d status", i);
+        EXPECT(memcmp(seq[i].out, par[i].out, sizeof seq[i].out) == 0, "thread %d equals the sequential run", i);
+    }
+
+    /* One handle used from two threads: the second call is refused with DPM_ERR_BUSY, and
+       dpm_cancel from another thread stops the run promptly; the handle stays usable. */
+    dpm_model *m = NULL;
+    STATUS(dpm_model_load(rt, path("affine2d.onnx"), &m), DPM_OK);
+    gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    long_run l = {m, &g, 100000, -1, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, run_long, &l);
+    pthread_mutex_lock(&g.mu);
+    while (!g.in_progress) pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    dpm_model_info info = {.struct_size = sizeof info};
+    STATUS(dpm_model_get_info(m, &info), DPM_ERR_BUSY);
+    STATUS(dpm_cancel(m), DPM_OK);
+    double t0 = now();
+    pthread_mutex_lock(&g.mu);
+    g.release = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(t, NULL);
+    double dt = now() - t0;
+    EXPECT(l.st == DPM_ERR_CANCELLED, "cancelled run returned %s", dpm_status_name(l.st));
+    EXPECT(dt < 1.0, "cancel took %.3f s", dt);
+    STATUS(dpm_model_get_info(m, &info), DPM_OK);
+    dpm_model_free(m);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) data_dir = argv[1];
+    test_basics();
+    test_runtime();
+    if (!rt) {
+        fprintf(stderr, "no runtime: %s\n", dpm_last_error());
+        printf("%d passed, %d failed\n", passed, failed + 1);
+        return 1;
+    }
+    test_schedule();
+    test_sampler();
+    test_model();
+    test_threads();
+    dpm_runtime_free(rt);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
