@@ -242,7 +242,7 @@ impl Runtime {
     pub fn ort_version(&self) -> String {
         // ort::info() is the build-info string ("ORT Build Info: git-branch=..."), which does
         // not carry the version; OrtApiBase::GetVersionString does.
-        library_version(&self.library).unwrap_or_default()
+        crate::ffi::ort_library_version(&self.library).unwrap_or_default()
     }
 
     /// A session for the model at `path`, fully optimized, on this runtime's provider.
@@ -296,38 +296,6 @@ fn load(path: &Path) -> Result<Environment> {
             "{} is not a usable ONNX Runtime library; {FIX_HINT}",
             path.display()
         ))),
-    }
-}
-
-/// `OrtGetApiBase()->GetVersionString()` of an already loaded library (RTLD_NOLOAD: never loads).
-fn library_version(path: &Path) -> Option<String> {
-    use std::os::unix::ffi::OsStrExt;
-    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: dlopen with RTLD_NOLOAD only returns a handle to a library this process already
-    // loaded (ONNX Runtime, loaded by ort from this path), adding a reference we drop below;
-    // OrtGetApiBase and GetVersionString are the C API's documented entry points with these
-    // signatures, and the returned string is owned by the library, NUL-terminated and static.
-    unsafe {
-        let h = libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
-        if h.is_null() {
-            return None;
-        }
-        let sym = libc::dlsym(h, c"OrtGetApiBase".as_ptr());
-        let v = if sym.is_null() {
-            None
-        } else {
-            let get_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase =
-                std::mem::transmute(sym);
-            let base = get_base();
-            if base.is_null() {
-                None
-            } else {
-                let s = ((*base).GetVersionString)();
-                (!s.is_null()).then(|| std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned())
-            }
-        };
-        libc::dlclose(h);
-        v
     }
 }
 

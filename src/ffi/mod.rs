@@ -230,3 +230,35 @@ pub(crate) fn own_library_dir() -> Option<PathBuf> {
         .parent()
         .map(Path::to_path_buf)
 }
+
+/// `OrtGetApiBase()->GetVersionString()` of an already loaded library (RTLD_NOLOAD: never loads).
+pub(crate) fn ort_library_version(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: dlopen with RTLD_NOLOAD only returns a handle to a library this process already
+    // loaded (ONNX Runtime, loaded by ort from this path), adding a reference we drop below;
+    // OrtGetApiBase and GetVersionString are the C API's documented entry points with these
+    // signatures, and the returned string is owned by the library, NUL-terminated and static.
+    unsafe {
+        let h = libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+        if h.is_null() {
+            return None;
+        }
+        let sym = libc::dlsym(h, c"OrtGetApiBase".as_ptr());
+        let v = if sym.is_null() {
+            None
+        } else {
+            let get_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase =
+                std::mem::transmute(sym);
+            let base = get_base();
+            if base.is_null() {
+                None
+            } else {
+                let s = ((*base).GetVersionString)();
+                (!s.is_null()).then(|| std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned())
+            }
+        };
+        libc::dlclose(h);
+        v
+    }
+}
