@@ -16,6 +16,9 @@
 //! - [`runtime`]: finding and loading ONNX Runtime, execution providers;
 //! - [`model`]: running an ONNX noise-prediction network as the sampler's model;
 //! - [`exact`]: closed-form models (Gaussian mixtures) for validating solvers;
+//! - [`train`]: training through the ONNX training-step graphs, checkpoints, export;
+//! - [`generate`]: batch generation with an ONNX model;
+//! - [`fsutil`]: atomic file writes;
 //! - [`ffi`]: the C ABI (`include/dpm.h`);
 //! - [`error`]: the error type.
 #![deny(missing_docs)]
@@ -24,6 +27,8 @@ pub mod data;
 pub mod error;
 pub mod exact;
 pub mod ffi;
+pub mod fsutil;
+pub mod generate;
 pub mod guidance;
 pub mod imageio;
 pub mod metrics;
@@ -35,6 +40,7 @@ pub mod sampler;
 pub mod schedule;
 pub mod solver;
 pub mod spacing;
+pub mod train;
 
 pub use error::{Error, Result};
 

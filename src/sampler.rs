@@ -52,7 +52,6 @@ pub struct Sampler {
     guidance: Option<Guidance>,
     model_labels: Option<Vec<i64>>,
     model_x: Vec<f32>,
-    combined: Vec<f32>,
 }
 
 impl Sampler {
@@ -132,11 +131,6 @@ impl Sampler {
             model_labels,
             model_x: if guidance.is_some() {
                 vec![0f32; 2 * n]
-            } else {
-                Vec::new()
-            },
-            combined: if guidance.is_some() {
-                vec![0f32; n]
             } else {
                 Vec::new()
             },
@@ -232,17 +226,9 @@ impl Sampler {
                         2 * n
                     )));
                 }
-                if let Some(i) = out.iter().position(|v| !v.is_finite()) {
-                    return Err(Error::NonFinite {
-                        step: self.solver.step_index(),
-                        sample: (i % n) / self.solver.dim(),
-                    });
-                }
-                g.combine(&out[..n], &out[n..], &mut self.combined);
-                let c = std::mem::take(&mut self.combined);
-                let r = self.solver.submit(&c);
-                self.combined = c;
-                r
+                let (wc, wn) = g.weights();
+                self.solver
+                    .submit_combined(&[(wc as f32, &out[..n]), (wn as f32, &out[n..])])
             }
             None => self.solver.submit(out),
         }

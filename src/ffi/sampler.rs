@@ -576,38 +576,33 @@ fn generate(
     } else {
         Some(slice(g.labels, n, "gen.labels")?)
     };
-    let sched = info.schedule()?;
-    let mut first = 0usize;
-    let mut batch_index = 0u32;
-    while first < n {
-        let rows = bs.min(n - first);
-        let ids = SampleIds::range(g.seed, g.first_index + first as u64, rows);
-        let l = labels.map(|l| &l[first..first + rows]);
-        let mut s = Sampler::new(cfg.clone(), &sched, dim, &ids, l, guidance)?;
-        let total = s.solver().planned_nfe() as u32;
-        let progress = |nfe: usize| {
-            if h.cancel.load(Ordering::SeqCst) {
-                return false;
+    let req = crate::generate::Request {
+        solver: cfg,
+        guidance,
+        num: n,
+        batch: bs,
+        seed: g.seed,
+        first_index: g.first_index,
+        labels,
+    };
+    m.generate(&req, outv, |p| {
+        if h.cancel.load(Ordering::SeqCst) {
+            return false;
+        }
+        match g.progress {
+            Some(f) => {
+                let pr = dpm_progress {
+                    samples_done: p.samples_done as u32,
+                    samples_total: p.samples_total as u32,
+                    batch_index: p.batch_index as u32,
+                    nfe_done: p.nfe_done as u32,
+                    nfe_total: p.nfe_total as u32,
+                };
+                f(g.user_data, &pr) == 0
             }
-            match g.progress {
-                Some(f) => {
-                    let pr = dpm_progress {
-                        samples_done: first as u32,
-                        samples_total: n as u32,
-                        batch_index,
-                        nfe_done: nfe as u32,
-                        nfe_total: total,
-                    };
-                    f(g.user_data, &pr) == 0
-                }
-                None => true,
-            }
-        };
-        m.sample(&mut s, progress)?;
-        outv[first * dim..(first + rows) * dim].copy_from_slice(s.x());
-        first += rows;
-        batch_index += 1;
-    }
+            None => true,
+        }
+    })?;
     Ok(())
 }
 

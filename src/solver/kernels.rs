@@ -39,6 +39,21 @@ pub fn lincomb(out: &mut [f32], a: f32, x: &[f32], terms: &[(f32, &[f32])], thre
         let n = o.len();
         let x = &x[off..off + n];
         match terms {
+            // Without an x term (a plain combination or copy) x is not read at all.
+            [(c0, m0)] if a == 0.0 => {
+                let m0 = &m0[off..off + n];
+                if *c0 == 1.0 {
+                    o.copy_from_slice(m0);
+                } else {
+                    o.iter_mut().zip(m0).for_each(|(o, &m)| *o = c0 * m);
+                }
+            }
+            [(c0, m0), (c1, m1)] if a == 0.0 => {
+                let (m0, m1) = (&m0[off..off + n], &m1[off..off + n]);
+                for i in 0..n {
+                    o[i] = c0 * m0[i] + c1 * m1[i];
+                }
+            }
             [] => o.iter_mut().zip(x).for_each(|(o, &x)| *o = a * x),
             [(c0, m0)] => {
                 let m0 = &m0[off..off + n];

@@ -1,7 +1,7 @@
 //! The solvers, as a host-driven state machine over flat f32 buffers.
 //!
 //! A [`Solver`] holds a batch of `rows` samples of `dim` values each. It says where it needs
-//! the model next ([`Solver::query`]: the state `x` and the model time), takes the model's raw
+//! the model next ([`Solver::query_x`]: the state `x` and the model time), takes the model's raw
 //! output ([`Solver::submit`]) and repeats until [`Solver::is_done`]. Nothing here knows about
 //! ONNX Runtime: a host may answer with any network. Where the formulas live:
 //! - [`coeffs`]: every update formula (DPM-Solver-1/2/3, ++, multistep, DDIM) as coefficients;
@@ -261,26 +261,39 @@ impl Solver {
     /// Gives the model's raw output (its own prediction type) for the pending query and
     /// advances to the next query. `raw` has `rows * dim` values.
     pub fn submit(&mut self, raw: &[f32]) -> Result<()> {
+        self.submit_combined(&[(1.0, raw)])
+    }
+
+    /// [`Solver::submit`] for an output that is a weighted sum of parts, `sum_i w_i part_i`
+    /// (classifier-free guidance: the conditional and null halves). The sum, the conversion to
+    /// the solver's domain and the finiteness check are one pass over the data.
+    pub fn submit_combined(&mut self, parts: &[(f32, &[f32])]) -> Result<()> {
         let Some(tq) = self.query_t else {
             return Err(Error::State(
                 "the run is finished; no model output was asked for".into(),
             ));
         };
         let n = self.rows * self.dim;
-        if raw.len() != n {
+        if parts.is_empty() || parts.len() > 2 {
+            return Err(Error::InvalidArgument(
+                "a model output has one or two parts".into(),
+            ));
+        }
+        if let Some((_, p)) = parts.iter().find(|(_, p)| p.len() != n) {
             return Err(Error::Shape(format!(
                 "model output has {} values, expected {n}",
-                raw.len()
+                p.len()
             )));
         }
-        if let Some(i) = raw.iter().position(|v| !v.is_finite()) {
+        let slot = self.target_slot();
+        // Converting never turns finite values into non-finite ones for finite weights, nor
+        // the reverse, so checking the converted output is checking the model's.
+        if let Some(i) = self.convert(tq, parts, slot) {
             return Err(Error::NonFinite {
                 step: self.step_index(),
                 sample: i / self.dim,
             });
         }
-        let slot = self.target_slot();
-        self.convert(tq, raw, slot);
         self.nfe += 1;
         match self.cfg.method {
             Method::Adaptive => self.advance_adaptive(),
@@ -316,8 +329,9 @@ impl Solver {
         }
     }
 
-    /// `m[slot] = raw` converted to the solver's domain at model time `tq` (+ thresholding).
-    fn convert(&mut self, tq: f64, raw: &[f32], slot: usize) {
+    /// `m[slot] = sum_i w_i part_i` converted to the solver's domain at model time `tq` (then
+    /// thresholded). Returns the index of the first non-finite value, if any.
+    fn convert(&mut self, tq: f64, parts: &[(f32, &[f32])], slot: usize) -> Option<usize> {
         let at = self.at(tq);
         let (alpha, sigma) = (at.alpha(), at.sigma);
         // m = p * x_query + k * raw
@@ -330,11 +344,26 @@ impl Solver {
         };
         let xq: &[f32] = if self.query_is_x { &self.x } else { &self.q };
         let mut out = std::mem::take(&mut self.m[slot]);
-        lincomb(&mut out, p as f32, xq, &[(k as f32, raw)], self.cfg.threads);
-        if let Some(th) = self.cfg.thresholding {
-            threshold(&mut out, self.dim, th);
+        let k = k as f32;
+        let scaled: [(f32, &[f32]); 2] = [
+            (k * parts[0].0, parts[0].1),
+            parts.get(1).map_or((0.0, &[][..]), |q| (k * q.0, q.1)),
+        ];
+        lincomb(
+            &mut out,
+            p as f32,
+            xq,
+            &scaled[..parts.len()],
+            self.cfg.threads,
+        );
+        let bad = out.iter().position(|v| !v.is_finite());
+        if bad.is_none() {
+            if let Some(th) = self.cfg.thresholding {
+                threshold(&mut out, self.dim, th);
+            }
         }
         self.m[slot] = out;
+        bad
     }
 
     fn apply_to_x(&mut self, lin: Lin) {

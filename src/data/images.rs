@@ -1,0 +1,450 @@
+//! Image folders in the AFHQ layout (SPEC.md, "Part 2"): `root/{classA,classB,...}/*.png|jpg|jpeg`.
+//!
+//! - Classes are the sub-folders of `root` (hidden ones, starting with `.`, are skipped) in
+//!   sorted name order, labelled from 1 (`cat` = 1, `dog` = 2, `wild` = 3 for AFHQ; label 0 is
+//!   the null class of classifier-free guidance). A class folder without images keeps its
+//!   label (so labels do not shift), with a count of 0.
+//! - Images are the files ending in `.png`, `.jpg` or `.jpeg` (any case), in sorted file-name
+//!   order; at most `max_per_class` ([`DEFAULT_MAX_PER_CLASS`] = 3000) per class, the first in
+//!   that order. Other files are ignored.
+//! - Loading decodes with the `image` crate (format guessed from the content), converts to
+//!   8-bit RGB, resizes to `resolution x resolution` with `image::imageops::resize` and the
+//!   `Triangle` filter (bilinear; when shrinking, its support widens with the scale factor, so
+//!   it averages like PIL's antialiased bilinear resize that torchvision's `Resize` uses),
+//!   stretching non-square images (no crop), and scales to [-1, 1] as `v / 127.5 - 1`. No flips.
+//!   Images already at the resolution are not resampled.
+//! - Listing does not decode: [`ImageFolder`] holds the (path, label) list and decodes an
+//!   image when it is asked for. A file that cannot be decoded gives [`Error::Io`] naming it.
+//!
+//! [`build_eval_folder`] writes the evaluation set (`data/afhq/eval`: every `val` image resized,
+//! in one flat folder); [`load_flat_folder`] reads such a folder back for FID.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use image::RgbImage;
+
+use crate::error::{Error, Result};
+use crate::imageio::write_atomic;
+
+/// Default cap on the images taken per class (SPEC.md: the first 3000 sorted file names).
+pub const DEFAULT_MAX_PER_CLASS: usize = 3000;
+
+/// The resampling filter of every resize in this module.
+pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
+
+/// An image folder in the AFHQ layout, listed but not decoded (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct ImageFolder {
+    root: PathBuf,
+    resolution: usize,
+    class_names: Vec<String>,
+    counts: Vec<usize>,
+    items: Vec<(PathBuf, i64)>,
+}
+
+impl ImageFolder {
+    /// Lists `root` with the default cap of [`DEFAULT_MAX_PER_CLASS`] images per class; images
+    /// will be loaded at `resolution x resolution`.
+    pub fn open(root: impl AsRef<Path>, resolution: usize) -> Result<Self> {
+        Self::open_with(root, resolution, DEFAULT_MAX_PER_CLASS)
+    }
+
+    /// Lists `root`, taking at most `max_per_class` images per class (the first in sorted
+    /// file-name order). Fails when `root` has no class folder or no image at all.
+    pub fn open_with(
+        root: impl AsRef<Path>,
+        resolution: usize,
+        max_per_class: usize,
+    ) -> Result<Self> {
+        let root = root.as_ref();
+        check_resolution(resolution)?;
+        if max_per_class == 0 {
+            return Err(Error::InvalidArgument(
+                "max_per_class must be at least 1".into(),
+            ));
+        }
+        let classes = class_dirs(root)?;
+        if classes.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{} has no class sub-folders (expected root/<class>/*.png|jpg|jpeg)",
+                root.display()
+            )));
+        }
+        let mut class_names = Vec::with_capacity(classes.len());
+        let mut counts = Vec::with_capacity(classes.len());
+        let mut items = Vec::new();
+        for (k, (name, dir)) in classes.into_iter().enumerate() {
+            let files = image_files(&dir)?;
+            let take = files.len().min(max_per_class);
+            items.extend(files.into_iter().take(take).map(|p| (p, k as i64 + 1)));
+            class_names.push(name);
+            counts.push(take);
+        }
+        if items.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds no .png/.jpg/.jpeg image in its class folders",
+                root.display()
+            )));
+        }
+        Ok(ImageFolder {
+            root: root.to_path_buf(),
+            resolution,
+            class_names,
+            counts,
+            items,
+        })
+    }
+
+    /// The folder listed.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Side of the loaded images, in pixels.
+    pub fn resolution(&self) -> usize {
+        self.resolution
+    }
+
+    /// Values per loaded image: `3 * resolution * resolution`.
+    pub fn dim(&self) -> usize {
+        3 * self.resolution * self.resolution
+    }
+
+    /// Number of images (after the per-class cap).
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there is no image (never true for a folder that opened).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Class names in label order: label `k` is element `k - 1`.
+    pub fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+
+    /// Number of classes `K` (labels `1..=K`).
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// Images taken per class (after the cap), in label order.
+    pub fn counts(&self) -> &[usize] {
+        &self.counts
+    }
+
+    /// The label (`1..=K`) of class `name`.
+    pub fn label_of(&self, name: &str) -> Result<i64> {
+        self.class_names
+            .iter()
+            .position(|c| c == name)
+            .map(|k| k as i64 + 1)
+            .ok_or_else(|| Error::UnknownName {
+                kind: "class",
+                name: name.to_string(),
+                known: self.class_names.join(", "),
+            })
+    }
+
+    /// All (path, label) pairs, classes in label order, files sorted within each class.
+    pub fn items(&self) -> &[(PathBuf, i64)] {
+        &self.items
+    }
+
+    /// All labels, in item order.
+    pub fn labels(&self) -> Vec<i64> {
+        self.items.iter().map(|(_, l)| *l).collect()
+    }
+
+    /// Path and label of image `index`.
+    pub fn item(&self, index: usize) -> Result<(&Path, i64)> {
+        self.items
+            .get(index)
+            .map(|(p, l)| (p.as_path(), *l))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("image {index} of a folder of {}", self.len()))
+            })
+    }
+
+    /// Decodes image `index`: CHW pixels (3 x R x R, [-1, 1]) and its label.
+    pub fn load(&self, index: usize) -> Result<(Vec<f32>, i64)> {
+        let (path, label) = self.item(index)?;
+        Ok((load_image(path, self.resolution)?, label))
+    }
+
+    /// Decodes the images `indices` (in that order) into one N x 3 x R x R batch, with their
+    /// labels; on up to `available_parallelism` threads.
+    pub fn load_batch(&self, indices: &[usize]) -> Result<(Vec<f32>, Vec<i64>)> {
+        let mut paths = Vec::with_capacity(indices.len());
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let (p, l) = self.item(i)?;
+            paths.push(p);
+            labels.push(l);
+        }
+        Ok((load_many(&paths, self.resolution)?, labels))
+    }
+
+    /// Decodes every image (N x 3 x R x R, item order) with its labels.
+    pub fn load_all(&self) -> Result<(Vec<f32>, Vec<i64>)> {
+        let paths: Vec<&Path> = self.items.iter().map(|(p, _)| p.as_path()).collect();
+        Ok((load_many(&paths, self.resolution)?, self.labels()))
+    }
+}
+
+fn check_resolution(resolution: usize) -> Result<()> {
+    if resolution == 0 || resolution > 8192 {
+        return Err(Error::InvalidArgument(format!(
+            "image resolution must be in 1..=8192, got {resolution}"
+        )));
+    }
+    Ok(())
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Whether `name` ends in .png, .jpg or .jpeg (any case) and is not hidden.
+fn is_image_name(name: &OsString) -> bool {
+    let name = name.to_string_lossy();
+    if name.starts_with('.') {
+        return false;
+    }
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".png") || lower.ends_with(".jpg") || lower.ends_with(".jpeg")
+}
+
+/// Entries of `dir` (name, path, is_dir), sorted by name.
+fn sorted_entries(dir: &Path) -> Result<Vec<(OsString, PathBuf, bool)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        // Follows symbolic links, so linked class folders and images count.
+        let is_dir = path.is_dir();
+        out.push((entry.file_name(), path, is_dir));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Class sub-folders of `root` (name, path), sorted, hidden ones skipped.
+fn class_dirs(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    Ok(sorted_entries(root)?
+        .into_iter()
+        .filter(|(name, _, is_dir)| *is_dir && !name.to_string_lossy().starts_with('.'))
+        .map(|(name, path, _)| (name.to_string_lossy().into_owned(), path))
+        .collect())
+}
+
+/// Image files of `dir`, sorted by file name.
+fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(sorted_entries(dir)?
+        .into_iter()
+        .filter(|(name, _, is_dir)| !*is_dir && is_image_name(name))
+        .map(|(_, path, _)| path)
+        .collect())
+}
+
+/// Decodes `path` to 8-bit RGB at `resolution x resolution` (see the module documentation).
+fn decode_rgb(path: &Path, resolution: usize) -> Result<RgbImage> {
+    let bad = |e: image::ImageError| match e {
+        image::ImageError::IoError(source) => Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("cannot decode image: {other}"),
+            ),
+        },
+    };
+    let img = image::ImageReader::open(path)
+        .map_err(io_err(path))?
+        .with_guessed_format()
+        .map_err(io_err(path))?
+        .decode()
+        .map_err(bad)?
+        .to_rgb8();
+    let r = resolution as u32;
+    if img.width() == r && img.height() == r {
+        Ok(img)
+    } else {
+        Ok(image::imageops::resize(&img, r, r, RESIZE_FILTER))
+    }
+}
+
+/// Decodes one image file (PNG or JPEG) as CHW pixels (3 x R x R, [-1, 1]), resized to
+/// `resolution x resolution` as the module documentation describes.
+pub fn load_image(path: &Path, resolution: usize) -> Result<Vec<f32>> {
+    check_resolution(resolution)?;
+    let img = decode_rgb(path, resolution)?;
+    let n = resolution * resolution;
+    let mut out = vec![0f32; 3 * n];
+    for (p, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * n + p] = f32::from(px[c]) / 127.5 - 1.0;
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes `paths` into one batch, on up to `available_parallelism` threads; the first error
+/// (in path order) is returned.
+fn load_many(paths: &[&Path], resolution: usize) -> Result<Vec<f32>> {
+    check_resolution(resolution)?;
+    let dim = 3 * resolution * resolution;
+    let mut out = vec![0f32; paths.len() * dim];
+    if paths.is_empty() {
+        return Ok(out);
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(paths.len());
+    let per = paths.len().div_ceil(threads);
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = out
+            .chunks_mut(per * dim)
+            .zip(paths.chunks(per))
+            .map(|(dst, ps)| {
+                s.spawn(move || -> Result<()> {
+                    for (d, p) in dst.chunks_mut(dim).zip(ps) {
+                        d.copy_from_slice(&load_image(p, resolution)?);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::InvalidArgument(
+                        "image decoding thread panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    Ok(out)
+}
+
+/// Writes the evaluation set: every image of `val_root/<class>/` (classes and files sorted,
+/// no cap), resized to `resolution x resolution` as [`ImageFolder`] does, as PNG into the one
+/// flat folder `out_dir` (created if needed), named `<class>_<index>.png` with the image's
+/// 0-based position in its sorted class folder, 5 digits wide (e.g. `cat_00012.png`), so names
+/// never collide. Each file is written atomically; files of an earlier run are replaced.
+/// Returns the number of images written.
+///
+/// Fails before writing anything when `out_dir` already holds image files that this call
+/// would not write (the remains of another set), since they would mix into the evaluation set.
+pub fn build_eval_folder(
+    val_root: impl AsRef<Path>,
+    out_dir: impl AsRef<Path>,
+    resolution: usize,
+) -> Result<usize> {
+    let (val_root, out_dir) = (val_root.as_ref(), out_dir.as_ref());
+    check_resolution(resolution)?;
+    let mut plan = Vec::new();
+    for (class, dir) in class_dirs(val_root)? {
+        for (i, src) in image_files(&dir)?.into_iter().enumerate() {
+            plan.push((src, format!("{class}_{i:05}.png")));
+        }
+    }
+    if plan.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds no .png/.jpg/.jpeg image in class sub-folders",
+            val_root.display()
+        )));
+    }
+    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    let planned: std::collections::HashSet<&str> = plan.iter().map(|(_, n)| n.as_str()).collect();
+    let strangers: Vec<String> = image_files(out_dir)?
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !planned.contains(n.as_str()))
+        .collect();
+    if let Some(first) = strangers.first() {
+        return Err(Error::InvalidArgument(format!(
+            "{} already holds {} image(s) that are not part of this evaluation set (e.g. {first}); \
+             use an empty folder",
+            out_dir.display(),
+            strangers.len()
+        )));
+    }
+    let r = resolution as u32;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(plan.len());
+    let per = plan.len().div_ceil(threads);
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = plan
+            .chunks(per)
+            .map(|part| {
+                s.spawn(move || -> Result<()> {
+                    for (src, name) in part {
+                        let img = decode_rgb(src, resolution)?;
+                        let mut bytes = Vec::new();
+                        let enc = image::codecs::png::PngEncoder::new(&mut bytes);
+                        image::ImageEncoder::write_image(
+                            enc,
+                            img.as_raw(),
+                            r,
+                            r,
+                            image::ExtendedColorType::Rgb8,
+                        )
+                        .map_err(|e| {
+                            Error::InvalidArgument(format!("PNG encoding of {name} failed: {e}"))
+                        })?;
+                        write_atomic(&out_dir.join(name), &bytes)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::InvalidArgument(
+                        "image writing thread panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    Ok(plan.len())
+}
+
+/// Every image (.png/.jpg/.jpeg) of the one folder `dir`, in sorted file-name order, as one
+/// N x 3 x R x R batch in [-1, 1], resized as [`ImageFolder`] does (N = `len / (3 R R)`).
+/// Fails when `dir` holds no image.
+pub fn load_flat_folder(dir: impl AsRef<Path>, resolution: usize) -> Result<Vec<f32>> {
+    let dir = dir.as_ref();
+    check_resolution(resolution)?;
+    let files = image_files(dir)?;
+    if files.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds no .png/.jpg/.jpeg image",
+            dir.display()
+        )));
+    }
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    load_many(&paths, resolution)
+}

@@ -1,0 +1,637 @@
+//! Training through the bundled ONNX training-step graphs.
+//!
+//! ONNX Runtime's training API is not available in the runtimes libdpm ships (DESIGN.md), so
+//! each network comes with an ordinary ONNX graph that performs a whole optimizer step: its
+//! inputs are the parameters, the Adam moments (and an EMA copy), the noised batch, the target
+//! noise, the learning rate and the step count; its outputs the loss and the updated state.
+//! This module runs those graphs: the noising (`add_noise` of the one schedule
+//! implementation), the sampling of t, eps and CFG label dropout happen here with the seeded
+//! counter-based RNG, so a run is a pure function of its configuration. The state stays in
+//! ONNX Runtime tensors between steps: two sets bound through two IoBindings (A -> B and
+//! B -> A), used alternately, so nothing is copied or rebound per step.
+
+pub mod checkpoint;
+pub mod data;
+pub mod manifest;
+pub mod run;
+
+use std::path::{Path, PathBuf};
+
+use ort::session::{IoBinding, Session};
+use ort::value::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::rng;
+use crate::runtime::Runtime;
+use crate::schedule::Schedule;
+pub use checkpoint::Checkpoint;
+pub use data::{DataSource, Points};
+pub use manifest::{models_dir, Manifest};
+pub use run::{train_to_dir, RunOutcome};
+
+/// RNG stream tags of training (apart from the sampler's and the data sets').
+const STREAM_INDEX: u32 = 0x7472_0001;
+const STREAM_T: u32 = 0x7472_0002;
+const STREAM_EPS: u32 = 0x7472_0003;
+const STREAM_CFG: u32 = 0x7472_0004;
+
+/// Everything that defines a training run. A run is a pure function of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    /// Bundled network: `toy2d`, `unet_small`, `afhq64`.
+    pub network: String,
+    /// Data: a 2D set name (`swiss_roll`, ...), `shapes`, or `folder:PATH` (AFHQ layout).
+    pub data: String,
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Batch size.
+    pub batch: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Linear learning-rate warm-up steps (0 = none).
+    pub warmup: u64,
+    /// Probability of replacing a label by the null label 0 (classifier-free guidance).
+    pub cfg_dropout: f64,
+    /// Seed of everything random in the run.
+    pub seed: u64,
+    /// EMA decay of an averaged copy of the parameters (0 = no EMA).
+    pub ema_decay: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Global-norm gradient clipping (0 = off).
+    pub clip_norm: f64,
+    /// Save a checkpoint every this many steps (0 = only at the end).
+    pub checkpoint_every: u64,
+    /// 2D sets: points in the training set.
+    pub dataset_size: usize,
+}
+
+impl TrainConfig {
+    /// The presets: `toy2d` (SPEC.md part 1: swiss roll, Adam 1e-3, batch 128, 5000 steps),
+    /// `afhq64` (part 2: Adam 2e-4, warm-up 200, batch 16, 100 000 steps, CFG dropout 0.1) and
+    /// `demo` (the small U-Net on the synthetic shapes, for the bundled demo model).
+    pub fn preset(name: &str) -> Result<Self> {
+        let base = TrainConfig {
+            network: "toy2d".into(),
+            data: "swiss_roll".into(),
+            steps: 5000,
+            batch: 128,
+            lr: 1e-3,
+            warmup: 0,
+            cfg_dropout: 0.0,
+            seed: 0,
+            ema_decay: 0.0,
+            weight_decay: 0.0,
+            clip_norm: 0.0,
+            checkpoint_every: 1000,
+            dataset_size: 100_000,
+        };
+        Ok(match name {
+            // SPEC.md's settings; the EMA copy (0.995) does not change the optimizer's path and
+            // is exported beside the raw weights: sampling from it gives clearly lower
+            // Chamfer distances with the ODE solvers (measured in the demo).
+            "toy2d" => TrainConfig {
+                ema_decay: 0.995,
+                ..base
+            },
+            "afhq64" => TrainConfig {
+                network: "afhq64".into(),
+                data: "folder:data/afhq/train".into(),
+                steps: 100_000,
+                batch: 16,
+                lr: 2e-4,
+                warmup: 200,
+                cfg_dropout: 0.1,
+                ema_decay: 0.0,
+                checkpoint_every: 5000,
+                ..base
+            },
+            "demo" => TrainConfig {
+                network: "unet_small".into(),
+                data: "shapes".into(),
+                steps: 3000,
+                batch: 32,
+                lr: 1e-3,
+                warmup: 100,
+                cfg_dropout: 0.1,
+                ema_decay: 0.999,
+                checkpoint_every: 500,
+                ..base
+            },
+            _ => {
+                return Err(Error::UnknownName {
+                    kind: "training preset",
+                    name: name.into(),
+                    known: "toy2d, afhq64, demo".into(),
+                })
+            }
+        })
+    }
+
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::InvalidArgument(m.into()));
+        if self.steps == 0 || self.batch == 0 {
+            return bad("steps and batch must be positive");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr must be positive");
+        }
+        if !(0.0..1.0).contains(&self.cfg_dropout) {
+            return bad("cfg_dropout must lie in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return bad("ema_decay must lie in [0, 1)");
+        }
+        if self.weight_decay < 0.0 || self.clip_norm < 0.0 {
+            return bad("weight_decay and clip_norm must be >= 0");
+        }
+        Ok(())
+    }
+
+    /// Learning rate at (1-based) step `k`: linear warm-up, then constant.
+    pub fn lr_at(&self, k: u64) -> f64 {
+        if self.warmup == 0 {
+            self.lr
+        } else {
+            self.lr * (k as f64 / self.warmup as f64).min(1.0)
+        }
+    }
+}
+
+/// Scalar and batch tensors fed to the training graph.
+struct Inputs {
+    x_t: Tensor<f32>,
+    t: Option<Tensor<f32>>,
+    eps: Option<Tensor<f32>>,
+    labels: Option<Tensor<i64>>,
+    lr: Tensor<f32>,
+    step: Tensor<f32>,
+    dropout_seed: Option<Tensor<i64>>,
+    loss: Tensor<f32>,
+}
+
+/// A training run in progress (see the module docs).
+pub struct Trainer {
+    cfg: TrainConfig,
+    manifest: Manifest,
+    session: Session,
+    bindings: [IoBinding; 2],
+    /// Two state sets, each `sets * params` tensors (p..., m..., v..., e...).
+    state: [Vec<Tensor<f32>>; 2],
+    cur: usize,
+    sets: usize,
+    inputs: Inputs,
+    sched: Schedule,
+    data: Box<dyn DataSource>,
+    step: u64,
+    losses: Vec<f32>,
+    x0: Vec<f32>,
+    noise: Vec<f32>,
+    labels: Vec<i64>,
+    uniform: Vec<f64>,
+}
+
+fn scalar_f32(alloc: &ort::memory::Allocator, v: f32) -> Result<Tensor<f32>> {
+    let mut t = Tensor::<f32>::new(alloc, [0usize; 0])?;
+    t.extract_tensor_mut().1[0] = v;
+    Ok(t)
+}
+
+impl Trainer {
+    /// Sets up a run from its initial parameters.
+    pub fn new(
+        rt: &Runtime,
+        cfg: TrainConfig,
+        manifest: Manifest,
+        data: Box<dyn DataSource>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let ema = cfg.ema_decay > 0.0;
+        let graph = if ema {
+            manifest.train_ema.clone().ok_or_else(|| Error::Model {
+                path: manifest.dir.clone(),
+                reason: format!("{} has no EMA training graph", manifest.network),
+            })?
+        } else {
+            manifest.train.clone()
+        };
+        let classify = manifest.task == "classify";
+        let session = rt.session(&manifest.dir.join(&graph.file))?;
+        let has = |n: &str| graph.inputs.iter().any(|i| i.name == n);
+        let sets = if ema { 4 } else { 3 };
+        let alloc = session.allocator();
+        let b = cfg.batch;
+        let sample_shape: Vec<usize> = match graph.inputs.iter().find(|i| i.name == "x_t") {
+            Some(io) => io
+                .shape
+                .iter()
+                .skip(1)
+                .map(|d| d.as_u64().map(|v| v as usize).unwrap_or(0))
+                .collect(),
+            None => {
+                return Err(Error::Model {
+                    path: manifest.dir.clone(),
+                    reason: "training graph has no x_t input".into(),
+                })
+            }
+        };
+        let dim: usize = if sample_shape.contains(&0) {
+            data.dim()
+        } else {
+            sample_shape.iter().product()
+        };
+        if dim != data.dim() {
+            return Err(Error::Shape(format!(
+                "network {} takes {dim} values per sample, the data has {}",
+                manifest.network,
+                data.dim()
+            )));
+        }
+        let mut x_shape = vec![b];
+        if sample_shape.contains(&0) {
+            // Symbolic image size (the classifier): square RGB images of the data's size.
+            let side = ((data.dim() / 3) as f64).sqrt() as usize;
+            x_shape.extend([3, side, side]);
+        } else {
+            x_shape.extend(&sample_shape);
+        }
+        let mk_state = || -> Result<Vec<Tensor<f32>>> {
+            let mut v = Vec::with_capacity(sets * manifest.params.len());
+            for _ in 0..sets {
+                for p in &manifest.params {
+                    v.push(Tensor::<f32>::new(alloc, p.shape.clone())?);
+                }
+            }
+            Ok(v)
+        };
+        let state = [mk_state()?, mk_state()?];
+        let inputs = Inputs {
+            x_t: Tensor::<f32>::new(alloc, x_shape.clone())?,
+            t: if has("t") {
+                Some(Tensor::<f32>::new(alloc, [b])?)
+            } else {
+                None
+            },
+            eps: if has("eps") {
+                Some(Tensor::<f32>::new(alloc, x_shape.clone())?)
+            } else {
+                None
+            },
+            labels: if has("labels") {
+                Some(Tensor::<i64>::new(alloc, [b])?)
+            } else {
+                None
+            },
+            lr: scalar_f32(alloc, 0.0)?,
+            step: scalar_f32(alloc, 0.0)?,
+            dropout_seed: if has("dropout_seed") {
+                Some(Tensor::<i64>::new(alloc, [0usize; 0])?)
+            } else {
+                None
+            },
+            loss: scalar_f32(alloc, 0.0)?,
+        };
+        if classify != inputs.eps.is_none() {
+            return Err(Error::Model {
+                path: manifest.dir.clone(),
+                reason: "training graph inputs do not match its task".into(),
+            });
+        }
+        if inputs.labels.is_some() && data.num_classes() == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "network {} is class-conditional; data '{}' has no labels",
+                manifest.network, cfg.data
+            )));
+        }
+        let mut extra: Vec<(&str, Tensor<f32>)> = vec![];
+        for (name, v) in [
+            ("weight_decay", cfg.weight_decay),
+            ("clip_norm", cfg.clip_norm),
+            ("ema_decay", cfg.ema_decay),
+        ] {
+            if has(name) {
+                extra.push((name, scalar_f32(alloc, v as f32)?));
+            }
+        }
+        let prefixes_in = ["p.", "m.", "v.", "e."];
+        let prefixes_out = ["p_out.", "m_out.", "v_out.", "e_out."];
+        let np = manifest.params.len();
+        let mut bindings = Vec::with_capacity(2);
+        for dir in 0..2 {
+            let (src, dst) = (dir, 1 - dir);
+            let mut bd = session.create_binding()?;
+            for s in 0..sets {
+                for (i, p) in manifest.params.iter().enumerate() {
+                    bd.bind_input(
+                        format!("{}{}", prefixes_in[s], p.name),
+                        &state[src][s * np + i],
+                    )?;
+                }
+            }
+            bd.bind_input("x_t", &inputs.x_t)?;
+            if let Some(t) = &inputs.t {
+                bd.bind_input("t", t)?;
+            }
+            if let Some(t) = &inputs.eps {
+                bd.bind_input("eps", t)?;
+            }
+            if let Some(t) = &inputs.labels {
+                bd.bind_input("labels", t)?;
+            }
+            if let Some(t) = &inputs.dropout_seed {
+                bd.bind_input("dropout_seed", t)?;
+            }
+            bd.bind_input("lr", &inputs.lr)?;
+            bd.bind_input("step", &inputs.step)?;
+            for (n, t) in &extra {
+                bd.bind_input(*n, t)?;
+            }
+            bindings.push(bd);
+            let _ = dst;
+        }
+        // Outputs: bound after all inputs, since binding an output needs a mutable tensor.
+        let mut state = state;
+        let mut inputs = inputs;
+        for (dir, bd) in bindings.iter_mut().enumerate() {
+            let dst = 1 - dir;
+            for s in 0..sets {
+                for (i, p) in manifest.params.iter().enumerate() {
+                    bd.bind_output(
+                        format!("{}{}", prefixes_out[s], p.name),
+                        &mut state[dst][s * np + i],
+                    )?;
+                }
+            }
+            bd.bind_output("loss", &mut inputs.loss)?;
+        }
+        let [b0, b1]: [IoBinding; 2] = bindings
+            .try_into()
+            .map_err(|_| Error::State("bindings".into()))?;
+        let init = manifest.initial_weights()?;
+        let mut me = Self {
+            sched: Schedule::reference(),
+            x0: vec![0.0; b * dim],
+            noise: vec![0.0; b * dim],
+            labels: vec![0; b],
+            uniform: vec![0.0; b],
+            cfg,
+            manifest,
+            session,
+            bindings: [b0, b1],
+            state,
+            cur: 0,
+            sets,
+            inputs,
+            data,
+            step: 0,
+            losses: Vec::new(),
+        };
+        let zeros = vec![0f32; init.len()];
+        let mut st = vec![init.clone(), zeros.clone(), zeros];
+        if ema {
+            st.push(init);
+        }
+        me.set_state(&st)?;
+        Ok(me)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// The network's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Steps done.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Loss of every step so far.
+    pub fn losses(&self) -> &[f32] {
+        &self.losses
+    }
+
+    fn set_state(&mut self, sets: &[Vec<f32>]) -> Result<()> {
+        if sets.len() != self.sets {
+            return Err(Error::Shape(format!(
+                "{} state sets, this run keeps {}",
+                sets.len(),
+                self.sets
+            )));
+        }
+        let np = self.manifest.params.len();
+        let total = self.manifest.total_len();
+        for (s, vals) in sets.iter().enumerate() {
+            if vals.len() != total {
+                return Err(Error::Shape(format!(
+                    "state set {s} has {} values, the network {}",
+                    vals.len(),
+                    total
+                )));
+            }
+            let mut off = 0;
+            for (i, p) in self.manifest.params.iter().enumerate() {
+                let n = p.numel();
+                self.state[self.cur][s * np + i]
+                    .extract_tensor_mut()
+                    .1
+                    .copy_from_slice(&vals[off..off + n]);
+                off += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current state sets: params, Adam m, Adam v (, EMA).
+    pub fn state(&self) -> Vec<Vec<f32>> {
+        let np = self.manifest.params.len();
+        (0..self.sets)
+            .map(|s| {
+                let mut v = Vec::with_capacity(self.manifest.total_len());
+                for i in 0..np {
+                    v.extend_from_slice(self.state[self.cur][s * np + i].extract_tensor().1);
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// The parameters to export: the EMA copy when kept, else the raw parameters.
+    pub fn export_params(&self) -> Vec<f32> {
+        let st = self.state();
+        if self.sets == 4 {
+            st[3].clone()
+        } else {
+            st[0].clone()
+        }
+    }
+
+    /// One optimizer step; returns its loss. A non-finite loss is an error and leaves the
+    /// state as it was before the step.
+    pub fn train_step(&mut self) -> Result<f32> {
+        let k = self.step + 1;
+        let (b, dim, seed) = (self.cfg.batch, self.data.dim(), self.cfg.seed);
+        // Batch indices (with replacement), timesteps, noise, label dropout: all keyed by (seed, step).
+        rng::fill_uniform(seed, k, STREAM_INDEX, &mut self.uniform);
+        let n = self.data.len();
+        for r in 0..b {
+            let idx = ((self.uniform[r] * n as f64) as usize).min(n - 1);
+            self.labels[r] = self.data.get(idx, &mut self.x0[r * dim..(r + 1) * dim])?;
+        }
+        let classify = self.inputs.eps.is_none();
+        if classify {
+            self.inputs
+                .x_t
+                .extract_tensor_mut()
+                .1
+                .copy_from_slice(&self.x0);
+            // Classifier targets are the class index 0..K-1.
+            for l in &mut self.labels {
+                *l -= 1;
+            }
+        } else {
+            rng::fill_uniform(seed, k, STREAM_T, &mut self.uniform);
+            let ts: Vec<usize> = self
+                .uniform
+                .iter()
+                .map(|u| ((u * self.sched.len() as f64) as usize).min(self.sched.len() - 1))
+                .collect();
+            rng::fill_normal(seed, k, STREAM_EPS, &mut self.noise);
+            let xt = self.inputs.x_t.extract_tensor_mut().1;
+            self.sched.add_noise(&self.x0, &ts, &self.noise, xt)?;
+            if let Some(t) = &mut self.inputs.t {
+                for (d, &s) in t.extract_tensor_mut().1.iter_mut().zip(&ts) {
+                    *d = s as f32;
+                }
+            }
+            if let Some(e) = &mut self.inputs.eps {
+                e.extract_tensor_mut().1.copy_from_slice(&self.noise);
+            }
+            if self.cfg.cfg_dropout > 0.0 {
+                rng::fill_uniform(seed, k, STREAM_CFG, &mut self.uniform);
+                for (l, &u) in self.labels.iter_mut().zip(&self.uniform) {
+                    if u < self.cfg.cfg_dropout {
+                        *l = 0;
+                    }
+                }
+            }
+        }
+        if let Some(l) = &mut self.inputs.labels {
+            l.extract_tensor_mut().1.copy_from_slice(&self.labels);
+        }
+        if let Some(d) = &mut self.inputs.dropout_seed {
+            d.extract_tensor_mut().1[0] = (seed & 0x7fff_ffff_ffff) as i64;
+        }
+        self.inputs.lr.extract_tensor_mut().1[0] = self.cfg.lr_at(k) as f32;
+        self.inputs.step.extract_tensor_mut().1[0] = k as f32;
+        self.session.run_binding(&self.bindings[self.cur])?;
+        let loss = self.inputs.loss.extract_tensor().1[0];
+        if !loss.is_finite() {
+            return Err(Error::NonFinite {
+                step: k as usize,
+                sample: 0,
+            });
+        }
+        self.cur = 1 - self.cur;
+        self.step = k;
+        self.losses.push(loss);
+        Ok(loss)
+    }
+
+    /// A checkpoint of the current state.
+    pub fn checkpoint(&self) -> Checkpoint {
+        let state = self.state();
+        Checkpoint {
+            header: checkpoint::Header {
+                network: self.manifest.network.clone(),
+                weights_sha256: self.manifest.weights_sha256.clone(),
+                step: self.step,
+                config: self.cfg.clone(),
+                losses: self.losses.len(),
+                values: self.manifest.total_len(),
+                sets: self.sets,
+            },
+            losses: self.losses.clone(),
+            state,
+        }
+    }
+
+    /// Continues from a checkpoint of the same network and configuration (the step count
+    /// may differ: a run can be extended).
+    pub fn restore(&mut self, c: &Checkpoint) -> Result<()> {
+        let h = &c.header;
+        if h.network != self.manifest.network || h.weights_sha256 != self.manifest.weights_sha256 {
+            return Err(Error::InvalidArgument(format!(
+                "the checkpoint is of network {} ({}), not this build of {}",
+                h.network, h.weights_sha256, self.manifest.network
+            )));
+        }
+        let mut a = h.config.clone();
+        a.steps = self.cfg.steps;
+        a.checkpoint_every = self.cfg.checkpoint_every;
+        if a != self.cfg {
+            return Err(Error::InvalidArgument("the checkpoint was made with a different configuration (only steps and checkpoint_every may change on resume)".into()));
+        }
+        self.set_state(&c.state)?;
+        self.step = h.step;
+        self.losses = c.losses.clone();
+        Ok(())
+    }
+
+    /// The raw (not averaged) parameters.
+    pub fn raw_params(&self) -> Vec<f32> {
+        let np = self.manifest.params.len();
+        let mut v = Vec::with_capacity(self.manifest.total_len());
+        for i in 0..np {
+            v.extend_from_slice(self.state[self.cur][i].extract_tensor().1);
+        }
+        v
+    }
+
+    /// True when an EMA copy of the parameters is kept.
+    pub fn has_ema(&self) -> bool {
+        self.sets == 4
+    }
+
+    /// Writes the trained network as an ordinary ONNX inference model: `dir/NAME.onnx` (the
+    /// bundled graph, with libdpm's metadata) and its external weights `dir/NAME.weights.bin`
+    /// (the EMA copy when kept). Returns the model path.
+    pub fn export(&self, dir: &Path) -> Result<PathBuf> {
+        export_model(&self.manifest, &self.export_params(), dir)
+    }
+}
+
+/// Writes `dir/NAME.onnx` + `dir/NAME.weights.bin` for parameters in the manifest's layout.
+pub fn export_model(manifest: &Manifest, params: &[f32], dir: &Path) -> Result<PathBuf> {
+    if params.len() != manifest.total_len() {
+        return Err(Error::Shape(format!(
+            "{} parameters, network {} has {}",
+            params.len(),
+            manifest.network,
+            manifest.total_len()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+        path: dir.into(),
+        source: e,
+    })?;
+    let src = manifest.dir.join(&manifest.inference.file);
+    let graph = std::fs::read(&src).map_err(|e| Error::Io {
+        path: src.clone(),
+        source: e,
+    })?;
+    // Weights first: the model file only appears once its data is complete.
+    crate::fsutil::write_atomic(
+        &dir.join(&manifest.weights_file),
+        &manifest::f32_bytes(params),
+    )?;
+    let out = dir.join(&manifest.inference.file);
+    crate::fsutil::write_atomic(&out, &graph)?;
+    Ok(out)
+}

@@ -1,0 +1,135 @@
+//! A whole training run on disk: checkpoints, resume, the loss log (CSV) and curve (PNG),
+//! a progress bar, and the exported model.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{Checkpoint, DataSource, Manifest, TrainConfig, Trainer};
+use crate::error::{Error, Result};
+use crate::runtime::Runtime;
+
+/// What a finished run leaves behind.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The exported inference model (EMA weights when kept).
+    pub model: PathBuf,
+    /// The raw final weights exported too, when an EMA copy is the main model.
+    pub model_raw: Option<PathBuf>,
+    /// The last checkpoint.
+    pub checkpoint: PathBuf,
+    /// Loss of every step.
+    pub losses: Vec<f32>,
+    /// Seconds spent in this process's steps.
+    pub seconds: f64,
+    /// Steps run in this process (less than the total after a resume).
+    pub steps_run: u64,
+}
+
+/// The checkpoint file of a run folder.
+pub fn checkpoint_path(dir: &Path) -> PathBuf {
+    dir.join("checkpoint.dpm")
+}
+
+/// Writes the loss log: `step,loss,lr` per line.
+pub fn write_loss_csv(path: &Path, cfg: &TrainConfig, losses: &[f32]) -> Result<()> {
+    let mut s = String::from("step,loss,lr\n");
+    for (i, l) in losses.iter().enumerate() {
+        let k = i as u64 + 1;
+        s.push_str(&format!("{k},{l},{}\n", cfg.lr_at(k)));
+    }
+    crate::fsutil::write_atomic(path, s.as_bytes())
+}
+
+/// Trains `cfg` into `dir` (created if needed): resumes from `dir/checkpoint.dpm` when
+/// `resume` is set and it exists, saves checkpoints every `cfg.checkpoint_every` steps and at
+/// the end, then writes `loss.csv`, `loss.png` and the exported model under `dir/model/` (the
+/// EMA weights when kept; the raw weights then under `dir/model_raw/`).
+/// `stop` is polled after every step: returning true stops after saving a checkpoint
+/// (`Error::Cancelled`).
+pub fn train_to_dir(
+    rt: &Runtime,
+    cfg: TrainConfig,
+    data: Box<dyn DataSource>,
+    dir: &Path,
+    resume: bool,
+    progress: bool,
+    mut stop: impl FnMut(u64, f32) -> bool,
+) -> Result<RunOutcome> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+        path: dir.into(),
+        source: e,
+    })?;
+    let manifest = Manifest::load(&super::models_dir(), &cfg.network)?;
+    let mut tr = Trainer::new(rt, cfg.clone(), manifest, data)?;
+    let ckpt = checkpoint_path(dir);
+    if resume && ckpt.is_file() {
+        tr.restore(&Checkpoint::load(&ckpt)?)?;
+    }
+    let start_step = tr.step();
+    let bar = if progress {
+        ProgressBar::new(cfg.steps)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} loss {msg} {per_sec} ETA {eta}",
+        )
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("train {}", cfg.network));
+    bar.set_position(start_step);
+    let t0 = Instant::now();
+    let mut smooth = f32::NAN;
+    while tr.step() < cfg.steps {
+        let loss = tr.train_step()?;
+        smooth = if smooth.is_nan() {
+            loss
+        } else {
+            0.98 * smooth + 0.02 * loss
+        };
+        bar.set_position(tr.step());
+        if tr.step() % 10 == 0 {
+            bar.set_message(format!("{smooth:.4}"));
+        }
+        let every = cfg.checkpoint_every;
+        if every > 0 && tr.step() % every == 0 && tr.step() < cfg.steps {
+            tr.checkpoint().save(&ckpt)?;
+        }
+        if stop(tr.step(), loss) {
+            tr.checkpoint().save(&ckpt)?;
+            bar.abandon();
+            return Err(Error::Cancelled);
+        }
+    }
+    bar.finish();
+    let seconds = t0.elapsed().as_secs_f64();
+    tr.checkpoint().save(&ckpt)?;
+    write_loss_csv(&dir.join("loss.csv"), &cfg, tr.losses())?;
+    crate::plot::loss_curve_png(
+        dir.join("loss.png"),
+        tr.losses(),
+        &format!("{} training loss", cfg.network),
+    )?;
+    let model = tr.export(&dir.join("model"))?;
+    let model_raw = if tr.has_ema() {
+        Some(super::export_model(
+            tr.manifest(),
+            &tr.raw_params(),
+            &dir.join("model_raw"),
+        )?)
+    } else {
+        None
+    };
+    Ok(RunOutcome {
+        model,
+        model_raw,
+        checkpoint: ckpt,
+        losses: tr.losses().to_vec(),
+        seconds,
+        steps_run: tr.step() - start_step,
+    })
+}
