@@ -7,9 +7,12 @@ setup:
 build: setup
 	cargo build --release
 
-# The main job.
+# The main job: part 1 (swiss roll: train, sample, Chamfer distances, plots), then part 2
+# (class-conditional images from the bundled demo model through the C example sample_afhq).
 demo: setup
 	cargo run --release --bin dpm -- demo
+	$(MAKE) -C examples-c all
+	./target/examples-c/sample_afhq --num 24 --out out/demo/images
 
 # Every test.
 test: setup

@@ -20,7 +20,7 @@
 #include "dpm.h"
 
 #ifndef DPM_DEMO_MODEL
-#define DPM_DEMO_MODEL "onnx/models/demo_shapes.onnx"
+#define DPM_DEMO_MODEL "onnx/models/demo/unet_small.onnx"
 #endif
 
 static double now(void) {

@@ -248,6 +248,48 @@ typedef struct dpm_generate_params {
   void *user_data;
 } dpm_generate_params;
 
+// Training progress callback: called after every step with the 1-based step, the total and
+// the step's loss; return nonzero to stop (a checkpoint is saved; `dpm_train` then returns
+// DPM_ERR_CANCELLED and a later call with `resume` continues exactly where it stopped).
+typedef int32_t (*dpm_train_progress_fn)(void *user_data, uint64_t step, uint64_t total, float loss);
+
+// Options for `dpm_train`. Fill with `dpm_train_params_init`; a field left at 0 (NULL for
+// strings) keeps the preset's value.
+typedef struct dpm_train_params {
+  // `sizeof(dpm_train_params)`.
+  uint32_t struct_size;
+  // Preset: "toy2d" (default), "afhq64" or "demo".
+  const char *preset;
+  // Network: "toy2d", "unet_small", "afhq64".
+  const char *network;
+  // Data: a 2D set name, "shapes", or "folder:PATH".
+  const char *data;
+  // Output folder (checkpoint, loss.csv, loss.png, model/). Required.
+  const char *out_dir;
+  // Optimizer steps.
+  uint64_t steps;
+  // Batch size.
+  uint32_t batch;
+  // Learning rate.
+  double lr;
+  // Warm-up steps.
+  uint64_t warmup;
+  // CFG label dropout probability (negative: 0).
+  double cfg_dropout;
+  // EMA decay (negative: no EMA).
+  double ema_decay;
+  // Seed.
+  uint64_t seed;
+  // Checkpoint interval in steps.
+  uint64_t checkpoint_every;
+  // Nonzero: continue from out_dir/checkpoint.dpm when it exists.
+  int32_t resume;
+  // Called after every step; may be NULL.
+  dpm_train_progress_fn progress;
+  // Passed to `progress`.
+  void *user_data;
+} dpm_train_params;
+
 // Success.
 #define DPM_OK 0
 
@@ -458,6 +500,18 @@ dpm_status dpm_write_grid(const float *images,
                           int32_t w,
                           int32_t cols,
                           const char *path);
+
+// Fills `params` with the defaults (preset toy2d, everything from the preset).
+dpm_status dpm_train_params_init(struct dpm_train_params *params);
+
+// Trains a bundled network (see `dpm train`) into `params->out_dir` and writes the path of
+// the exported model into `model_path` (`model_path_len` bytes, NUL-terminated; may be NULL
+// with length 0). Errors: DPM_ERR_CANCELLED (stopped by the callback; resumable),
+// DPM_ERR_NON_FINITE (a step's loss was not finite; the last checkpoint is intact), ...
+dpm_status dpm_train(const struct dpm_runtime *runtime,
+                     const struct dpm_train_params *params_,
+                     char *model_path,
+                     size_t model_path_len);
 
 #ifdef __cplusplus
 }  // extern "C"

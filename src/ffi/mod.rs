@@ -20,6 +20,7 @@
 pub mod args;
 pub mod handles;
 pub mod sampler;
+pub mod train;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};

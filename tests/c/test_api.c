@@ -488,6 +488,49 @@ static void test_threads(void) {
     dpm_model_free(m);
 }
 
+static int32_t stop_at_10(void *user, uint64_t step, uint64_t total, float loss) {
+    int *calls = user;
+    (*calls)++;
+    if (!(total == 30 && loss > 0 && loss < 10)) return 1;
+    return step == 10;
+}
+
+static void test_train(void) {
+    dpm_train_params tp;
+    STATUS(dpm_train_params_init(NULL), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_train_params_init(&tp), DPM_OK);
+    char model[1024];
+    STATUS(dpm_train(rt, &tp, model, sizeof model), DPM_ERR_NULL_ARGUMENT); /* out_dir */
+    char dir[256];
+    snprintf(dir, sizeof dir, "/tmp/dpm-c-train-%d", (int)getpid());
+    tp.out_dir = dir;
+    tp.preset = "nope";
+    STATUS(dpm_train(rt, &tp, model, sizeof model), DPM_ERR_UNKNOWN_NAME);
+    tp.preset = "toy2d";
+    tp.data = "moon";
+    tp.steps = 30;
+    tp.lr = -1;
+    STATUS(dpm_train(rt, &tp, model, sizeof model), DPM_ERR_INVALID_ARGUMENT);
+    tp.lr = 0;
+    STATUS(dpm_train(NULL, &tp, model, sizeof model), DPM_ERR_NULL_ARGUMENT);
+    int calls = 0;
+    tp.progress = stop_at_10;
+    tp.user_data = &calls;
+    STATUS(dpm_train(rt, &tp, model, sizeof model), DPM_ERR_CANCELLED);
+    EXPECT(calls == 10, "progress called %d times", calls);
+    tp.resume = 1;
+    tp.progress = NULL;
+    STATUS(dpm_train(rt, &tp, model, 4), DPM_ERR_SHAPE); /* path buffer too small (the run completes) */
+    STATUS(dpm_train(rt, &tp, model, sizeof model), DPM_OK);
+    EXPECT(strstr(model, "toy2d.onnx") != NULL, "model path %s", model);
+    dpm_model *m = NULL;
+    STATUS(dpm_model_load(rt, model, &m), DPM_OK);
+    dpm_model_free(m);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    EXPECT(system(cmd) == 0, "clean up");
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) data_dir = argv[1];
     test_basics();
@@ -501,6 +544,7 @@ int main(int argc, char **argv) {
     test_sampler();
     test_model();
     test_threads();
+    test_train();
     dpm_runtime_free(rt);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
