@@ -82,6 +82,9 @@ pub fn train_to_dir(
     );
     bar.set_prefix(format!("train {}", cfg.network));
     bar.set_position(start_step);
+    // Without a terminal the bar is hidden: report plain lines instead (logs, CI).
+    let plain = progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report_every = (cfg.steps / 20).max(1);
     let t0 = Instant::now();
     let mut smooth = f32::NAN;
     while tr.step() < cfg.steps {
@@ -94,6 +97,17 @@ pub fn train_to_dir(
         bar.set_position(tr.step());
         if tr.step() % 10 == 0 {
             bar.set_message(format!("{smooth:.4}"));
+        }
+        if plain && (tr.step() % report_every == 0 || tr.step() == cfg.steps) {
+            let done = (tr.step() - start_step) as f64;
+            let rate = done / t0.elapsed().as_secs_f64().max(1e-9);
+            let eta = (cfg.steps - tr.step()) as f64 / rate.max(1e-9);
+            eprintln!(
+                "train {}: step {}/{} loss {smooth:.4} ({rate:.1} it/s, ETA {eta:.0} s)",
+                cfg.network,
+                tr.step(),
+                cfg.steps
+            );
         }
         let every = cfg.checkpoint_every;
         if every > 0 && tr.step() % every == 0 && tr.step() < cfg.steps {
