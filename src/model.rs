@@ -105,6 +105,10 @@ struct Bound {
     out: Tensor<f32>,
 }
 
+fn no_binding() -> Error {
+    Error::State("no bound tensors".into())
+}
+
 /// A loaded ONNX model (see the module docs). One thread at a time.
 pub struct OnnxModel {
     session: Session,
@@ -465,14 +469,14 @@ impl OnnxModel {
         let b = self
             .bound
             .as_mut()
-            .ok_or_else(|| Error::State("no bound tensors".into()))?;
+            .ok_or_else(no_binding)?;
         b.x.extract_tensor_mut().1.copy_from_slice(x);
         Self::set_time(b, t);
         self.run_bound()?;
         let b = self
             .bound
             .as_ref()
-            .ok_or_else(|| Error::State("no bound tensors".into()))?;
+            .ok_or_else(no_binding)?;
         out.copy_from_slice(b.out.extract_tensor().1);
         Ok(())
     }
@@ -498,7 +502,7 @@ impl OnnxModel {
             let b = self
                 .bound
                 .as_mut()
-                .ok_or_else(|| Error::State("no bound tensors".into()))?;
+                .ok_or_else(no_binding)?;
             let Some(t) = sampler.write_query(b.x.extract_tensor_mut().1)? else {
                 break;
             };
@@ -507,7 +511,7 @@ impl OnnxModel {
             let b = self
                 .bound
                 .as_ref()
-                .ok_or_else(|| Error::State("no bound tensors".into()))?;
+                .ok_or_else(no_binding)?;
             sampler.submit(b.out.extract_tensor().1)?;
             if !progress(sampler.solver().nfe()) {
                 return Err(Error::Cancelled);

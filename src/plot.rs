@@ -6,10 +6,7 @@
 //! library or font at build or run time. The image is encoded with the `png` crate and written
 //! atomically: to a temporary file in the destination folder, then renamed over the path.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
@@ -568,26 +565,8 @@ where
     write_png_atomic(path, &buf, width, height)
 }
 
-/// Encodes an RGB8 image into a temporary file beside `path`, then renames it over `path`.
+/// Encodes an RGB8 image as PNG and writes it atomically.
 fn write_png_atomic(path: &Path, rgb: &[u8], width: u32, height: u32) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let io_err = |source: std::io::Error| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let name = path.file_name().ok_or_else(|| {
-        Error::InvalidArgument(format!("plot path '{}' has no file name", path.display()))
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}-{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
     let mut bytes = Vec::with_capacity(rgb.len() / 4 + 1024);
     {
         let mut encoder = png::Encoder::new(&mut bytes, width, height);
@@ -598,16 +577,5 @@ fn write_png_atomic(path: &Path, rgb: &[u8], width: u32, height: u32) -> Result<
             .and_then(|mut w| w.write_image_data(rgb).and_then(|_| w.finish()))
             .map_err(|e| Error::InvalidArgument(format!("plot {}: {e}", path.display())))?;
     }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(io_err)?;
-    let written = file.write_all(&bytes).map_err(io_err);
-    drop(file);
-    let renamed = written.and_then(|_| fs::rename(&tmp, path).map_err(io_err));
-    if renamed.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    renamed
+    crate::fsutil::write_atomic(path, &bytes)
 }
