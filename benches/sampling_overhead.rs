@@ -119,6 +119,7 @@ fn main() {
         .unwrap_or(0);
     let rt = match Runtime::new(&RuntimeOptions {
         intra_threads,
+        spinning: false,
         ..Default::default()
     }) {
         Ok(rt) => rt,

@@ -118,6 +118,9 @@ typedef struct dpm_runtime_params {
   // Path of libonnxruntime.so, or NULL for the default search (DPM_ORT_LIB, ORT_DYLIB_PATH,
   // next to libdpm.so, the project's set-up). Only read during the call.
   const char *library_path;
+  // Nonzero: idle ONNX Runtime threads spin (lower latency on a dedicated machine). Off by
+  // default: spinning threads take cores away from the host.
+  int32_t spinning;
 } dpm_runtime_params;
 
 // Information about a model (see `dpm_model_get_info`).

@@ -71,6 +71,9 @@ pub struct RuntimeOptions {
     pub cpu_fallback: bool,
     /// Threads inside one operator (0 = ONNX Runtime's default).
     pub intra_threads: usize,
+    /// Let idle ONNX Runtime threads spin (lower latency on a dedicated machine; off by
+    /// default, since a host shares its cores and spinning threads starve its other work).
+    pub spinning: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -80,6 +83,7 @@ impl Default for RuntimeOptions {
             provider: Provider::Cpu,
             cpu_fallback: false,
             intra_threads: 0,
+            spinning: false,
         }
     }
 }
@@ -98,6 +102,7 @@ pub struct Runtime {
     library: PathBuf,
     provider: Provider,
     intra_threads: usize,
+    spinning: bool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -225,6 +230,7 @@ impl Runtime {
             library,
             provider,
             intra_threads: opts.intra_threads,
+            spinning: opts.spinning,
         })
     }
 
@@ -261,6 +267,9 @@ impl Runtime {
                 .with_intra_threads(self.intra_threads)
                 .map_err(ort::Error::from)?;
         }
+        b = b
+            .with_intra_op_spinning(self.spinning)
+            .map_err(ort::Error::from)?;
         if let Provider::Cuda { device_id } = self.provider {
             let ep = ort::ep::CUDA::default()
                 .with_device_id(device_id)

@@ -89,6 +89,7 @@ fn data(name: &str) -> PathBuf {
 fn rt() -> Runtime {
     Runtime::new(&RuntimeOptions {
         intra_threads: 1,
+        spinning: false,
         ..Default::default()
     })
     .expect("ONNX Runtime must be available: run ./scripts/setup")

@@ -14,6 +14,7 @@ fn with_library(p: impl Into<PathBuf>) -> RuntimeOptions {
     RuntimeOptions {
         library: Some(p.into()),
         intra_threads: 1,
+        spinning: false,
         ..Default::default()
     }
 }
@@ -97,6 +98,7 @@ fn runtime_loading_and_providers() {
     // 3. The default search finds the set-up's copy (or DPM_ORT_LIB / ORT_DYLIB_PATH), and works.
     let rt = Runtime::new(&RuntimeOptions {
         intra_threads: 1,
+        spinning: false,
         ..Default::default()
     })
     .expect("the default search must find ONNX Runtime: run ./scripts/setup");
@@ -140,6 +142,7 @@ fn runtime_loading_and_providers() {
     let cuda = RuntimeOptions {
         provider: Provider::Cuda { device_id: 0 },
         intra_threads: 1,
+        spinning: false,
         ..Default::default()
     };
     match Runtime::new(&cuda) {

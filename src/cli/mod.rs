@@ -60,6 +60,9 @@ pub struct RtArgs {
     /// Threads per operator (0 = ONNX Runtime's choice).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Let idle ONNX Runtime threads spin (faster on a dedicated machine).
+    #[arg(long)]
+    spin: bool,
 }
 
 impl RtArgs {
@@ -69,6 +72,7 @@ impl RtArgs {
             provider: Provider::named(&self.provider)?,
             cpu_fallback: self.cpu_fallback,
             intra_threads: self.threads,
+            spinning: self.spin,
         })
     }
 }

@@ -50,6 +50,9 @@ pub struct dpm_runtime_params {
     /// Path of libonnxruntime.so, or NULL for the default search (DPM_ORT_LIB, ORT_DYLIB_PATH,
     /// next to libdpm.so, the project's set-up). Only read during the call.
     pub library_path: *const c_char,
+    /// Nonzero: idle ONNX Runtime threads spin (lower latency on a dedicated machine). Off by
+    /// default: spinning threads take cores away from the host.
+    pub spinning: i32,
 }
 
 impl Default for dpm_runtime_params {
@@ -61,6 +64,7 @@ impl Default for dpm_runtime_params {
             cpu_fallback: 0,
             intra_threads: 0,
             library_path: std::ptr::null(),
+            spinning: 0,
         }
     }
 }
@@ -214,6 +218,7 @@ pub extern "C" fn dpm_runtime_create(
             provider,
             cpu_fallback: p.cpu_fallback != 0,
             intra_threads: p.intra_threads as usize,
+            spinning: p.spinning != 0,
         })?;
         boxed(dpm_runtime { rt }, runtime, "runtime")
     })
