@@ -111,12 +111,12 @@ impl TrainConfig {
                 network: "unet_small".into(),
                 data: "shapes".into(),
                 steps: 3000,
-                batch: 32,
+                batch: 16,
                 lr: 1e-3,
                 warmup: 100,
                 cfg_dropout: 0.1,
                 ema_decay: 0.999,
-                checkpoint_every: 500,
+                checkpoint_every: 250,
                 ..base
             },
             _ => {
