@@ -466,17 +466,11 @@ impl OnnxModel {
         }
         self.bind(x.len() / dim)?;
         self.set_labels(labels)?;
-        let b = self
-            .bound
-            .as_mut()
-            .ok_or_else(no_binding)?;
+        let b = self.bound.as_mut().ok_or_else(no_binding)?;
         b.x.extract_tensor_mut().1.copy_from_slice(x);
         Self::set_time(b, t);
         self.run_bound()?;
-        let b = self
-            .bound
-            .as_ref()
-            .ok_or_else(no_binding)?;
+        let b = self.bound.as_ref().ok_or_else(no_binding)?;
         out.copy_from_slice(b.out.extract_tensor().1);
         Ok(())
     }
@@ -499,19 +493,13 @@ impl OnnxModel {
         self.bind(sampler.model_rows())?;
         self.set_labels(sampler.model_labels())?;
         loop {
-            let b = self
-                .bound
-                .as_mut()
-                .ok_or_else(no_binding)?;
+            let b = self.bound.as_mut().ok_or_else(no_binding)?;
             let Some(t) = sampler.write_query(b.x.extract_tensor_mut().1)? else {
                 break;
             };
             Self::set_time(b, t);
             self.run_bound()?;
-            let b = self
-                .bound
-                .as_ref()
-                .ok_or_else(no_binding)?;
+            let b = self.bound.as_ref().ok_or_else(no_binding)?;
             sampler.submit(b.out.extract_tensor().1)?;
             if !progress(sampler.solver().nfe()) {
                 return Err(Error::Cancelled);
