@@ -462,14 +462,27 @@ impl Trainer {
             .collect()
     }
 
-    /// The parameters to export: the EMA copy when kept, else the raw parameters.
-    pub fn export_params(&self) -> Vec<f32> {
-        let st = self.state();
-        if self.sets == 4 {
-            st[3].clone()
-        } else {
-            st[0].clone()
+    /// The parameters to export: the bias-corrected EMA when kept, else the raw parameters.
+    ///
+    /// The EMA starts from the initial weights, `e_t = d^t p_0 + (1 - d) sum_k d^(t-k) p_k`;
+    /// removing the `d^t p_0` term and dividing by `1 - d^t` gives the exact average of the
+    /// trained weights (Adam-style bias correction), so even a short run exports an average
+    /// of what it learned rather than a blend with its initialisation.
+    pub fn export_params(&self) -> Result<Vec<f32>> {
+        let mut st = self.state();
+        if self.sets < 4 {
+            return Ok(st.swap_remove(0));
         }
+        let mut e = st.swap_remove(3);
+        let w = self.cfg.ema_decay.powf(self.step as f64);
+        if self.step > 0 && w > 0.0 {
+            let p0 = self.manifest.initial_weights()?;
+            let (w32, norm) = (w as f32, (1.0 - w) as f32);
+            for (v, &p) in e.iter_mut().zip(&p0) {
+                *v = (*v - w32 * p) / norm;
+            }
+        }
+        Ok(e)
     }
 
     /// One optimizer step; returns its loss. A non-finite loss is an error and leaves the
@@ -603,7 +616,7 @@ impl Trainer {
     /// bundled graph, with libdpm's metadata) and its external weights `dir/NAME.weights.bin`
     /// (the EMA copy when kept). Returns the model path.
     pub fn export(&self, dir: &Path) -> Result<PathBuf> {
-        export_model(&self.manifest, &self.export_params(), dir)
+        export_model(&self.manifest, &self.export_params()?, dir)
     }
 }
 
