@@ -18,11 +18,13 @@
 //! - [`exact`]: closed-form models (Gaussian mixtures) for validating solvers;
 //! - [`train`]: training through the ONNX training-step graphs, checkpoints, export;
 //! - [`generate`]: batch generation with an ONNX model;
+//! - [`bench`]: the NFE-versus-quality harness (solvers x NFE x guidance, CD or FID, CSV + plots);
 //! - [`fsutil`]: atomic file writes;
 //! - [`ffi`]: the C ABI (`include/dpm.h`);
 //! - [`error`]: the error type.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod exact;

@@ -1,6 +1,9 @@
 //! Command-line front end (clap): one file per subcommand; each reports libdpm errors.
 
+mod bench;
 mod demo;
+mod fid;
+mod report;
 mod sample;
 mod train;
 
@@ -43,6 +46,14 @@ enum Cmd {
     },
     /// List the solver presets.
     Solvers,
+    /// NFE-versus-quality grid: solvers x NFE x guidance, CD (2D) or FID (images), wall time;
+    /// CSV, Markdown and PNG plots.
+    Bench(bench::BenchArgs),
+    /// FID between two folders of images, with features from an ONNX feature extractor.
+    Fid(fid::FidArgs),
+    /// The reference workflow's deliverables in one Markdown report with its PNGs: loss curve,
+    /// CD at 50 NFE, scatter plots, NFE-quality plots, FID at w = 7.5, generated images.
+    Report(report::ReportArgs),
 }
 
 /// ONNX Runtime options shared by the subcommands.
@@ -84,6 +95,9 @@ pub fn run() -> Result<()> {
         Cmd::Train(a) => train::run(&a),
         Cmd::Sample(a) => sample::run(&a),
         Cmd::Info { rt, model } => info(&rt, model),
+        Cmd::Bench(a) => bench::run(&a),
+        Cmd::Fid(a) => fid::run(&a),
+        Cmd::Report(a) => report::run(&a),
         Cmd::Solvers => {
             for n in SOLVER_NAMES {
                 let c = SolverConfig::named(n, 20)?;

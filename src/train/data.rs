@@ -162,11 +162,14 @@ impl DataSource for FolderData {
 /// synthetic set at the network's resolution, 3000 images per class), or `folder:PATH` (image
 /// folders in the AFHQ layout at the network's resolution).
 pub fn open(cfg: &super::TrainConfig, manifest: &super::Manifest) -> Result<Box<dyn DataSource>> {
+    // Image networks name their resolution; the classifier takes any multiple of 8 and is
+    // trained at 32x32 (image folders are resized to it).
     let res = manifest
         .config
         .get("resolution")
         .and_then(|v| v.as_u64())
-        .map(|v| v as usize);
+        .map(|v| v as usize)
+        .or((manifest.task == "classify").then_some(32));
     let need_res = || {
         res.ok_or_else(|| {
             Error::InvalidArgument(format!("network {} does not take images", manifest.network))

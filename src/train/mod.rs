@@ -504,10 +504,8 @@ impl Trainer {
                 .extract_tensor_mut()
                 .1
                 .copy_from_slice(&self.x0);
-            // Classifier targets are the class index 0..K-1.
-            for l in &mut self.labels {
-                *l -= 1;
-            }
+            // The classifier learns clean images; its graph takes the labels 1..K themselves
+            // (logit column j is label j + 1).
         } else {
             rng::fill_uniform(seed, k, STREAM_T, &mut self.uniform);
             let ts: Vec<usize> = self
