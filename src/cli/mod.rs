@@ -46,6 +46,19 @@ enum Cmd {
     },
     /// List the solver presets.
     Solvers,
+    /// Build the flat evaluation folder of SPEC.md: every image of VAL/*/* resized to 64x64 as
+    /// PNG in one folder (e.g. --val data/afhq/val --out data/afhq/eval).
+    MakeEval {
+        /// The validation root with class sub-folders.
+        #[arg(long)]
+        val: PathBuf,
+        /// The flat output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Image size.
+        #[arg(long, default_value_t = 64)]
+        resolution: usize,
+    },
     /// NFE-versus-quality grid: solvers x NFE x guidance, CD (2D) or FID (images), wall time;
     /// CSV, Markdown and PNG plots.
     Bench(bench::BenchArgs),
@@ -98,6 +111,15 @@ pub fn run() -> Result<()> {
         Cmd::Bench(a) => bench::run(&a),
         Cmd::Fid(a) => fid::run(&a),
         Cmd::Report(a) => report::run(&a),
+        Cmd::MakeEval {
+            val,
+            out,
+            resolution,
+        } => {
+            let n = dpm::data::build_eval_folder(&val, &out, resolution)?;
+            println!("wrote {n} images to {}", out.display());
+            Ok(())
+        }
         Cmd::Solvers => {
             for n in SOLVER_NAMES {
                 let c = SolverConfig::named(n, 20)?;
