@@ -213,10 +213,7 @@ impl Runtime {
             Provider::Cpu => Provider::Cpu,
             p @ Provider::Cuda { .. } => match cuda_available() {
                 Ok(()) => p,
-                Err(reason) if opts.cpu_fallback => {
-                    let _ = reason;
-                    Provider::Cpu
-                }
+                Err(_) if opts.cpu_fallback => Provider::Cpu,
                 Err(reason) => {
                     return Err(Error::ProviderUnavailable {
                         provider: p.name(),

@@ -269,13 +269,9 @@ pub extern "C" fn dpm_sampler_params_preset(
     })
 }
 
-struct SamplerState {
-    sampler: Sampler,
-}
-
 /// A batch being sampled by a host that runs the model itself (see `dpm_sampler_next`).
 pub struct dpm_sampler {
-    state: Mutex<SamplerState>,
+    state: Mutex<Sampler>,
     last_error: Mutex<CString>,
 }
 
@@ -342,7 +338,7 @@ pub extern "C" fn dpm_sampler_create(
         )?;
         let dst = out(sampler, "sampler")?;
         *dst = Box::into_raw(Box::new(dpm_sampler {
-            state: Mutex::new(SamplerState { sampler: s }),
+            state: Mutex::new(s),
             last_error: Mutex::new(CString::default()),
         }));
         Ok(())
@@ -351,7 +347,7 @@ pub extern "C" fn dpm_sampler_create(
 
 fn with_sampler(
     sampler: *const dpm_sampler,
-    f: impl FnOnce(&mut SamplerState) -> CResult<()>,
+    f: impl FnOnce(&mut Sampler) -> CResult<()>,
 ) -> dpm_status {
     let Ok(h) = handle(sampler, "sampler") else {
         return guard0(|| Err(CError::Null("sampler")));
@@ -368,9 +364,9 @@ fn with_sampler(
 pub extern "C" fn dpm_sampler_next(sampler: *mut dpm_sampler, query: *mut dpm_query) -> dpm_status {
     with_sampler(sampler, |st| {
         let q = out(query, "query")?;
-        let nfe = st.sampler.solver().nfe() as u32;
-        let dim = st.sampler.dim() as u32;
-        *q = match st.sampler.query() {
+        let nfe = st.solver().nfe() as u32;
+        let dim = st.dim() as u32;
+        *q = match st.query() {
             Some(qq) => dpm_query {
                 x: qq.x.as_ptr(),
                 labels: qq.labels.map_or(std::ptr::null(), <[i64]>::as_ptr),
@@ -408,7 +404,7 @@ pub extern "C" fn dpm_sampler_submit(
             return Err(Error::Shape("model output of 0 values".into()).into());
         }
         let o = slice(model_output, n, "model_output")?;
-        st.sampler.submit(o)?;
+        st.submit(o)?;
         Ok(())
     })
 }
@@ -421,7 +417,7 @@ pub extern "C" fn dpm_sampler_read(
     n: usize,
 ) -> dpm_status {
     with_sampler(sampler, |st| {
-        let x = st.sampler.x();
+        let x = st.x();
         if n != x.len() {
             return Err(
                 Error::Shape(format!("dst holds {n} floats, the batch has {}", x.len())).into(),

@@ -320,7 +320,7 @@ impl Trainer {
         let np = manifest.params.len();
         let mut bindings = Vec::with_capacity(2);
         for dir in 0..2 {
-            let (src, dst) = (dir, 1 - dir);
+            let src = dir;
             let mut bd = session.create_binding()?;
             for s in 0..sets {
                 for (i, p) in manifest.params.iter().enumerate() {
@@ -349,7 +349,6 @@ impl Trainer {
                 bd.bind_input(*n, t)?;
             }
             bindings.push(bd);
-            let _ = dst;
         }
         // Outputs: bound after all inputs, since binding an output needs a mutable tensor.
         let mut state = state;
