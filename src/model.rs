@@ -151,16 +151,7 @@ impl OnnxModel {
             path: path.into(),
             reason,
         };
-        let inputs: Vec<(String, ValueType)> = session
-            .inputs()
-            .iter()
-            .map(|o| (o.name().to_string(), o.dtype().clone()))
-            .collect();
-        let outputs: Vec<(String, ValueType)> = session
-            .outputs()
-            .iter()
-            .map(|o| (o.name().to_string(), o.dtype().clone()))
-            .collect();
+        let (inputs, outputs) = crate::runtime::session_io(&session);
         let listing = |v: &[(String, ValueType)]| {
             v.iter()
                 .map(|(n, t)| format!("{n}: {t}"))

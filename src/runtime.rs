@@ -286,6 +286,19 @@ impl Runtime {
     }
 }
 
+/// A graph input or output: its name and type.
+pub(crate) type Port = (String, ort::value::ValueType);
+
+/// A session's inputs and outputs as (name, type) pairs, for validating models.
+pub(crate) fn session_io(session: &Session) -> (Vec<Port>, Vec<Port>) {
+    let pairs = |v: &[ort::value::Outlet]| {
+        v.iter()
+            .map(|o| (o.name().to_string(), o.dtype().clone()))
+            .collect()
+    };
+    (pairs(session.inputs()), pairs(session.outputs()))
+}
+
 fn load(path: &Path) -> Result<Environment> {
     // ort panics on some malformed libraries (null API base); keep that inside libdpm.
     let p = path.to_path_buf();

@@ -612,6 +612,27 @@ pub extern "C" fn dpm_cancel(model: *const dpm_model) -> dpm_status {
     })
 }
 
+/// Checks a caller's image batch: positive sizes, a readable buffer of `n * c * h * w` floats.
+fn image_batch<'a>(
+    images: *const f32,
+    n: i32,
+    c: i32,
+    h: i32,
+    w: i32,
+) -> CResult<(&'a [f32], [usize; 4])> {
+    let dims = [
+        positive(n.into(), "n")?,
+        positive(c.into(), "c")?,
+        positive(h.into(), "h")?,
+        positive(w.into(), "w")?,
+    ];
+    let len = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::Shape("image batch too large".into()))?;
+    Ok((slice(images, len, "images")?, dims))
+}
+
 /// Writes `n` images (CHW floats in [-1, 1], `c` = 1 or 3) as `dir/prefix%05d.png`, converted
 /// as `round((x / 2 + 0.5).clamp(0, 1) * 255)`. The folder must exist.
 #[no_mangle]
@@ -625,16 +646,7 @@ pub extern "C" fn dpm_write_pngs(
     prefix: *const c_char,
 ) -> dpm_status {
     guard0(|| {
-        let (n, c, h, w) = (
-            positive(n.into(), "n")?,
-            positive(c.into(), "c")?,
-            positive(h.into(), "h")?,
-            positive(w.into(), "w")?,
-        );
-        let len = n
-            .checked_mul(c * h * w)
-            .ok_or_else(|| Error::Shape("image batch too large".into()))?;
-        let imgs = slice(images, len, "images")?;
+        let (imgs, [n, c, h, w]) = image_batch(images, n, c, h, w)?;
         let dir = std::path::Path::new(cstr(dir, "dir")?);
         let prefix = cstr(prefix, "prefix")?;
         for i in 0..n {
@@ -664,17 +676,8 @@ pub extern "C" fn dpm_write_grid(
     path: *const c_char,
 ) -> dpm_status {
     guard0(|| {
-        let (n, c, h, w) = (
-            positive(n.into(), "n")?,
-            positive(c.into(), "c")?,
-            positive(h.into(), "h")?,
-            positive(w.into(), "w")?,
-        );
+        let (imgs, [n, c, h, w]) = image_batch(images, n, c, h, w)?;
         let cols = positive(cols.into(), "cols")?;
-        let len = n
-            .checked_mul(c * h * w)
-            .ok_or_else(|| Error::Shape("image batch too large".into()))?;
-        let imgs = slice(images, len, "images")?;
         crate::imageio::save_grid(
             std::path::Path::new(cstr(path, "path")?),
             imgs,

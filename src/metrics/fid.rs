@@ -761,16 +761,7 @@ impl FeatureExtractor {
             ));
         }
         let session = rt.session(path)?;
-        let inputs: Vec<(String, ValueType)> = session
-            .inputs()
-            .iter()
-            .map(|o| (o.name().to_string(), o.dtype().clone()))
-            .collect();
-        let outputs: Vec<(String, ValueType)> = session
-            .outputs()
-            .iter()
-            .map(|o| (o.name().to_string(), o.dtype().clone()))
-            .collect();
+        let (inputs, outputs) = crate::runtime::session_io(&session);
         let names = |v: &[(String, ValueType)]| {
             v.iter()
                 .map(|(n, _)| n.as_str())
