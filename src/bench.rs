@@ -456,6 +456,43 @@ pub fn run(
 }
 
 /// A number for tables: 4 significant digits, `-` for NaN.
+/// A Markdown table of fixed-step cells: one row per solver (first-seen order), one column per
+/// NFE, `skip` where the solver has no cell; then a blank line.
+fn solver_table(
+    s: &mut String,
+    corner: &str,
+    nfes: &[usize],
+    fixed: &[&&Cell],
+    cell: impl Fn(&Cell) -> String,
+) {
+    s.push_str(&format!("| {corner} |"));
+    for n in nfes {
+        s.push_str(&format!(" {n} |"));
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---:|".repeat(nfes.len()));
+    s.push('\n');
+    let mut names: Vec<&str> = Vec::new();
+    for c in fixed {
+        if !names.contains(&c.solver.as_str()) {
+            names.push(&c.solver);
+        }
+    }
+    for n in names {
+        s.push_str(&format!("| {n} |"));
+        for &nfe in nfes {
+            let v = fixed
+                .iter()
+                .find(|c| c.solver == n && c.nfe_asked == Some(nfe))
+                .map(|c| cell(c))
+                .unwrap_or_else(|| "skip".into());
+            s.push_str(&format!(" {v} |"));
+        }
+        s.push('\n');
+    }
+    s.push('\n');
+}
+
 fn fmt_value(v: f64) -> String {
     if !v.is_finite() {
         return "-".into();
@@ -694,58 +731,13 @@ impl Grid {
                 .collect();
             if !fixed.is_empty() {
                 let nfes = &self.config.nfe;
-                s.push_str(&format!("| {m} \\ NFE |"));
-                for n in nfes {
-                    s.push_str(&format!(" {n} |"));
-                }
-                s.push_str("\n|---|");
-                s.push_str(&"---:|".repeat(nfes.len()));
-                s.push('\n');
-                let mut names: Vec<&str> = Vec::new();
-                for c in &fixed {
-                    if !names.contains(&c.solver.as_str()) {
-                        names.push(&c.solver);
-                    }
-                }
-                for n in names {
-                    s.push_str(&format!("| {n} |"));
-                    for &nfe in nfes {
-                        let v = fixed
-                            .iter()
-                            .find(|c| c.solver == n && c.nfe_asked == Some(nfe))
-                            .map(|c| fmt_value(c.value))
-                            .unwrap_or_else(|| "skip".into());
-                        s.push_str(&format!(" {v} |"));
-                    }
-                    s.push('\n');
-                }
-                s.push('\n');
-                s.push_str("Milliseconds per sample:\n\n| solver \\ NFE |");
-                for n in nfes {
-                    s.push_str(&format!(" {n} |"));
-                }
-                s.push_str("\n|---|");
-                s.push_str(&"---:|".repeat(nfes.len()));
-                s.push('\n');
-                let mut names: Vec<&str> = Vec::new();
-                for c in &fixed {
-                    if !names.contains(&c.solver.as_str()) {
-                        names.push(&c.solver);
-                    }
-                }
-                for n in names {
-                    s.push_str(&format!("| {n} |"));
-                    for &nfe in nfes {
-                        let v = fixed
-                            .iter()
-                            .find(|c| c.solver == n && c.nfe_asked == Some(nfe))
-                            .map(|c| format!("{:.3}", c.ms_per_sample))
-                            .unwrap_or_else(|| "skip".into());
-                        s.push_str(&format!(" {v} |"));
-                    }
-                    s.push('\n');
-                }
-                s.push('\n');
+                solver_table(&mut s, &format!("{m} \\ NFE"), nfes, &fixed, |c| {
+                    fmt_value(c.value)
+                });
+                s.push_str("Milliseconds per sample:\n\n");
+                solver_table(&mut s, "solver \\ NFE", nfes, &fixed, |c| {
+                    format!("{:.3}", c.ms_per_sample)
+                });
             }
             let adaptive: Vec<&&Cell> = cells.iter().filter(|c| c.rtol.is_some()).collect();
             if !adaptive.is_empty() {
