@@ -312,7 +312,7 @@ fn load_many(paths: &[&Path], resolution: usize) -> Result<Vec<f32>> {
         .map_or(1, |n| n.get())
         .min(paths.len());
     let per = paths.len().div_ceil(threads);
-    let results: Vec<Result<()>> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = out
             .chunks_mut(per * dim)
             .zip(paths.chunks(per))
@@ -325,20 +325,8 @@ fn load_many(paths: &[&Path], resolution: usize) -> Result<Vec<f32>> {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::InvalidArgument(
-                        "image decoding thread panicked".into(),
-                    ))
-                })
-            })
-            .collect()
-    });
-    for r in results {
-        r?;
-    }
+        join_workers(handles, "image decoding")
+    })?;
     Ok(out)
 }
 
@@ -390,7 +378,7 @@ pub fn build_eval_folder(
         .map_or(1, |n| n.get())
         .min(plan.len());
     let per = plan.len().div_ceil(threads);
-    let results: Vec<Result<()>> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = plan
             .chunks(per)
             .map(|part| {
@@ -415,20 +403,8 @@ pub fn build_eval_folder(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::InvalidArgument(
-                        "image writing thread panicked".into(),
-                    ))
-                })
-            })
-            .collect()
-    });
-    for r in results {
-        r?;
-    }
+        join_workers(handles, "image writing")
+    })?;
     Ok(plan.len())
 }
 
@@ -447,4 +423,16 @@ pub fn load_flat_folder(dir: impl AsRef<Path>, resolution: usize) -> Result<Vec<
     }
     let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     load_many(&paths, resolution)
+}
+
+/// Joins worker threads, returning the first error (a panicked worker becomes an error).
+fn join_workers(
+    handles: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>,
+    what: &str,
+) -> Result<()> {
+    for h in handles {
+        h.join()
+            .unwrap_or_else(|_| Err(Error::InvalidArgument(format!("{what} thread panicked"))))?;
+    }
+    Ok(())
 }
