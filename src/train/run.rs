@@ -45,7 +45,8 @@ pub fn write_loss_csv(path: &Path, cfg: &TrainConfig, losses: &[f32]) -> Result<
 /// Trains `cfg` into `dir` (created if needed): resumes from `dir/checkpoint.dpm` when
 /// `resume` is set and it exists, saves checkpoints every `cfg.checkpoint_every` steps and at
 /// the end, then writes `loss.csv`, `loss.png` and the exported model under `dir/model/` (the
-/// EMA weights when kept; the raw weights then under `dir/model_raw/`).
+/// EMA weights when kept; the raw weights then under `dir/model_raw/`). Temporary files that a
+/// killed run left in those folders are removed first.
 /// `stop` is polled after every step: returning true stops after saving a checkpoint
 /// (`Error::Cancelled`).
 pub fn train_to_dir(
@@ -61,6 +62,11 @@ pub fn train_to_dir(
         path: dir.into(),
         source: e,
     })?;
+    // A run killed in the middle of a write leaves its temporary file behind: clear those of
+    // dead processes, so that repeated kills and resumes do not pile them up.
+    for d in [dir.to_path_buf(), dir.join("model"), dir.join("model_raw")] {
+        crate::fsutil::remove_stale_temps(&d);
+    }
     let manifest = Manifest::load(&super::models_dir(), &cfg.network)?;
     let mut tr = Trainer::new(rt, cfg.clone(), manifest, data)?;
     let ckpt = checkpoint_path(dir);
