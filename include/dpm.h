@@ -486,7 +486,8 @@ dpm_status dpm_generate(struct dpm_model *model,
 dpm_status dpm_cancel(const struct dpm_model *model);
 
 // Writes `n` images (CHW floats in [-1, 1], `c` = 1 or 3) as `dir/prefix%05d.png`, converted
-// as `round((x / 2 + 0.5).clamp(0, 1) * 255)`. The folder must exist.
+// as `round((x / 2 + 0.5).clamp(0, 1) * 255)`. The folder must exist (an empty `dir` is
+// refused); `prefix` must not contain '/'.
 dpm_status dpm_write_pngs(const float *images,
                           int32_t n,
                           int32_t c,

@@ -70,25 +70,61 @@ impl ModelInfo {
     /// The noise schedule the model was trained with (`dpm.schedule` etc.; default: the
     /// reference linear schedule).
     pub fn schedule(&self) -> Result<Schedule> {
-        let n = self
-            .meta("dpm.num_train_timesteps")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000);
-        match self.meta("dpm.schedule").unwrap_or("linear") {
-            "linear" => {
-                let b0 = self
-                    .meta("dpm.beta_start")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1e-4);
-                let b1 = self
-                    .meta("dpm.beta_end")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0.02);
-                Schedule::linear(b0, b1, n)
-            }
-            other => schedule::named(other, n),
+        schedule_from_metadata(&self.metadata)
+    }
+}
+
+/// The noise schedule that `dpm.*` metadata describes (`dpm.schedule`, default `linear`;
+/// `dpm.num_train_timesteps`, default 1000; `dpm.beta_start`/`dpm.beta_end` for linear). A
+/// malformed value is an error, never a silent default.
+pub fn schedule_from_metadata(metadata: &[(String, String)]) -> Result<Schedule> {
+    fn value<T: std::str::FromStr>(md: &[(String, String)], key: &str, default: T) -> Result<T> {
+        match md.iter().find(|(k, _)| k == key) {
+            None => Ok(default),
+            Some((_, v)) => v.trim().parse().map_err(|_| {
+                Error::InvalidArgument(format!("model metadata {key} = '{v}' is malformed"))
+            }),
         }
     }
+    let n = value(metadata, "dpm.num_train_timesteps", 1000usize)?;
+    let name = metadata
+        .iter()
+        .find(|(k, _)| k == "dpm.schedule")
+        .map_or("linear", |(_, v)| v.as_str());
+    match name {
+        "linear" => Schedule::linear(
+            value(metadata, "dpm.beta_start", 1e-4)?,
+            value(metadata, "dpm.beta_end", 0.02)?,
+            n,
+        ),
+        other => schedule::named(other, n),
+    }
+}
+
+/// Most classes a model may declare (`dpm.num_classes`): label tables are sized by it.
+pub const MAX_CLASSES: usize = 1 << 20;
+
+/// Reads libdpm's `dpm.*` metadata keys: the prediction type (default `eps`) and the number
+/// of classes (default unknown). Unknown keys are ignored; a malformed value is an error, so
+/// a model is refused at load time rather than misread.
+pub fn parse_metadata(metadata: &[(String, String)]) -> Result<(Prediction, Option<usize>)> {
+    let find = |k: &str| metadata.iter().find(|(kk, _)| kk == k).map(|(_, v)| v);
+    let prediction = match find("dpm.prediction") {
+        Some(p) => Prediction::named(p)?,
+        None => Prediction::Eps,
+    };
+    let num_classes = match find("dpm.num_classes") {
+        Some(v) => match v.parse::<usize>() {
+            Ok(k) if k <= MAX_CLASSES => Some(k),
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "dpm.num_classes = '{v}' is not a class count (0..={MAX_CLASSES})"
+                )))
+            }
+        },
+        None => None,
+    };
+    Ok((prediction, num_classes))
 }
 
 enum TimeTensor {
@@ -265,23 +301,8 @@ impl OnnxModel {
             .filter_map(|k| md.custom(&k).map(|v| (k, v)))
             .collect();
         drop(md);
-        let find = |k: &str| {
-            metadata
-                .iter()
-                .find(|(kk, _)| kk == k)
-                .map(|(_, v)| v.clone())
-        };
-        let prediction = match find("dpm.prediction") {
-            Some(p) => Prediction::named(&p)?,
-            None => Prediction::Eps,
-        };
-        let num_classes = match find("dpm.num_classes") {
-            Some(v) => Some(
-                v.parse::<usize>()
-                    .map_err(|_| bad(format!("dpm.num_classes = '{v}' is not a number")))?,
-            ),
-            None => None,
-        };
+        let (prediction, num_classes) =
+            parse_metadata(&metadata).map_err(|e| bad(e.to_string()))?;
         let info = ModelInfo {
             x_name: x.0.clone(),
             t_name: t.0.clone(),
@@ -294,6 +315,8 @@ impl OnnxModel {
             num_classes,
             metadata,
         };
+        // A model whose metadata names no usable schedule is refused here, not mid-sampling.
+        info.schedule().map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             session,
             path: path.into(),

@@ -23,12 +23,35 @@ pub struct SampleIds {
 }
 
 impl SampleIds {
-    /// Rows `first..first + rows` of one seed.
+    /// Rows `first..first + rows` of one seed (sample indices wrap around at 2^64).
     pub fn range(seed: u64, first: u64, rows: usize) -> Self {
         Self {
             seeds: vec![seed; rows],
-            samples: (first..first + rows as u64).collect(),
+            samples: (0..rows as u64).map(|i| first.wrapping_add(i)).collect(),
         }
+    }
+}
+
+/// Most rows of one batch.
+pub const MAX_ROWS: usize = 1 << 24;
+/// Most values (`rows x dim`) of one batch: 8 GiB of f32 per state buffer.
+pub const MAX_BATCH_VALUES: usize = 1 << 31;
+
+/// Checks a batch shape before anything is allocated for it: both positive, at most
+/// [`MAX_ROWS`] rows and [`MAX_BATCH_VALUES`] values, so a wrong size from a caller is an
+/// error rather than an allocation that takes the host process down.
+pub fn check_batch(rows: usize, dim: usize) -> Result<()> {
+    if rows == 0 || dim == 0 {
+        return Err(Error::Shape(format!(
+            "batch of {rows} x {dim}: both must be positive"
+        )));
+    }
+    match rows.checked_mul(dim) {
+        Some(n) if rows <= MAX_ROWS && n <= MAX_BATCH_VALUES => Ok(()),
+        _ => Err(Error::Shape(format!(
+            "batch of {rows} x {dim} is too large (at most {MAX_ROWS} rows and \
+             {MAX_BATCH_VALUES} values)"
+        ))),
     }
 }
 
@@ -69,11 +92,7 @@ impl Sampler {
         if ids.samples.len() != rows {
             return invalid("seeds and sample indices differ in count");
         }
-        if rows == 0 || dim == 0 {
-            return Err(Error::Shape(format!(
-                "batch of {rows} x {dim}: both must be positive"
-            )));
-        }
+        check_batch(rows, dim)?;
         let mut x = vec![0f32; rows * dim];
         for (r, row) in x.chunks_mut(dim).enumerate() {
             rng::fill_normal(ids.seeds[r], ids.samples[r], 0, row);
@@ -102,6 +121,7 @@ impl Sampler {
             )));
         }
         let rows = x_init.len() / dim;
+        check_batch(rows, dim)?;
         if let Some(l) = labels {
             if l.len() != rows {
                 return Err(Error::Shape(format!("{} labels for {rows} rows", l.len())));

@@ -45,6 +45,18 @@ pub struct Schedule {
 }
 
 /// `linspace(a, b, n)` evaluated like NumPy (in f64, endpoints exact).
+/// Most training steps a schedule may have: far above any published model (1000-4000), low
+/// enough that a wrong count from a caller or a model's metadata cannot exhaust memory.
+pub const MAX_STEPS: usize = 1 << 20;
+
+fn check_steps(n: usize) -> Result<()> {
+    if (2..=MAX_STEPS).contains(&n) {
+        Ok(())
+    } else {
+        invalid(format!("a schedule needs 2..={MAX_STEPS} steps, got {n}"))
+    }
+}
+
 pub(crate) fn linspace(a: f64, b: f64, n: usize) -> Vec<f64> {
     match n {
         0 => vec![],
@@ -67,6 +79,7 @@ impl Schedule {
 
     /// Linear betas (DDPM).
     pub fn linear(beta_start: f64, beta_end: f64, n: usize) -> Result<Self> {
+        check_steps(n)?;
         let betas = linspace(beta_start, beta_end, n);
         Self::build(
             ScheduleKind::Linear {
@@ -79,6 +92,7 @@ impl Schedule {
 
     /// Betas linear in their square root (Stable Diffusion's "scaled_linear").
     pub fn scaled_linear(beta_start: f64, beta_end: f64, n: usize) -> Result<Self> {
+        check_steps(n)?;
         let betas: Vec<f64> = linspace(beta_start.sqrt(), beta_end.sqrt(), n)
             .into_iter()
             .map(|b| b * b)
@@ -94,6 +108,7 @@ impl Schedule {
 
     /// The cosine schedule (Improved DDPM), `s = 0.008` by convention.
     pub fn cosine(n: usize, s: f64) -> Result<Self> {
+        check_steps(n)?;
         if !(s >= 0.0 && s.is_finite()) {
             return invalid(format!("cosine offset must be >= 0, got {s}"));
         }
@@ -118,9 +133,7 @@ impl Schedule {
 
     /// A schedule from a user-given `alpha_bar` table (strictly decreasing, in (0, 1)).
     pub fn from_alpha_bar(alpha_bar: &[f64]) -> Result<Self> {
-        if alpha_bar.len() < 2 {
-            return invalid("alpha_bar needs at least 2 entries");
-        }
+        check_steps(alpha_bar.len())?;
         for (i, w) in alpha_bar.windows(2).enumerate() {
             if w[1] >= w[0] || w[1].is_nan() {
                 return invalid(format!(
@@ -136,9 +149,7 @@ impl Schedule {
     }
 
     fn build(kind: ScheduleKind, betas: &[f64]) -> Result<Self> {
-        if betas.len() < 2 {
-            return invalid("a schedule needs at least 2 steps");
-        }
+        check_steps(betas.len())?;
         if let Some(i) = betas.iter().position(|&b| !(b > 0.0 && b < 1.0)) {
             return invalid(format!("beta[{i}] = {} is outside (0, 1)", betas[i]));
         }
@@ -150,7 +161,13 @@ impl Schedule {
                 acc *= 1.0f32 - b as f32;
                 acc as f64
             })
-            .collect();
+            .collect::<Vec<f64>>();
+        // A product that rounds to 0 leaves no signal: log-SNR would be -inf at the end.
+        if let Some(i) = alpha_bar.iter().position(|&a| a.is_nan() || a <= 0.0) {
+            return invalid(format!(
+                "alpha_bar reaches 0 at step {i} (the betas destroy the signal completely)"
+            ));
+        }
         Ok(Self::from_table(kind, alpha_bar))
     }
 

@@ -256,6 +256,15 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Decodes `path` to 8-bit RGB at `resolution x resolution` (see the module documentation).
 fn decode_rgb(path: &Path, resolution: usize) -> Result<RgbImage> {
+    let reader = image::ImageReader::open(path).map_err(io_err(path))?;
+    decode_reader(reader, path, resolution)
+}
+
+fn decode_reader<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+    path: &Path,
+    resolution: usize,
+) -> Result<RgbImage> {
     let bad = |e: image::ImageError| match e {
         image::ImageError::IoError(source) => Error::Io {
             path: path.to_path_buf(),
@@ -269,8 +278,7 @@ fn decode_rgb(path: &Path, resolution: usize) -> Result<RgbImage> {
             ),
         },
     };
-    let img = image::ImageReader::open(path)
-        .map_err(io_err(path))?
+    let img = reader
         .with_guessed_format()
         .map_err(io_err(path))?
         .decode()
@@ -284,11 +292,18 @@ fn decode_rgb(path: &Path, resolution: usize) -> Result<RgbImage> {
     }
 }
 
-/// Decodes one image file (PNG or JPEG) as CHW pixels (3 x R x R, [-1, 1]), resized to
-/// `resolution x resolution` as the module documentation describes.
-pub fn load_image(path: &Path, resolution: usize) -> Result<Vec<f32>> {
+/// Decodes an image held in memory (PNG or JPEG; `name` only labels errors) as
+/// [`load_image`] decodes a file.
+pub fn decode_image(bytes: &[u8], name: &Path, resolution: usize) -> Result<Vec<f32>> {
     check_resolution(resolution)?;
-    let img = decode_rgb(path, resolution)?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    Ok(to_chw(
+        &decode_reader(reader, name, resolution)?,
+        resolution,
+    ))
+}
+
+fn to_chw(img: &RgbImage, resolution: usize) -> Vec<f32> {
     let n = resolution * resolution;
     let mut out = vec![0f32; 3 * n];
     for (p, px) in img.pixels().enumerate() {
@@ -296,7 +311,14 @@ pub fn load_image(path: &Path, resolution: usize) -> Result<Vec<f32>> {
             out[c * n + p] = f32::from(px[c]) / 127.5 - 1.0;
         }
     }
-    Ok(out)
+    out
+}
+
+/// Decodes one image file (PNG or JPEG) as CHW pixels (3 x R x R, [-1, 1]), resized to
+/// `resolution x resolution` as the module documentation describes.
+pub fn load_image(path: &Path, resolution: usize) -> Result<Vec<f32>> {
+    check_resolution(resolution)?;
+    Ok(to_chw(&decode_rgb(path, resolution)?, resolution))
 }
 
 /// Decodes `paths` into one batch, on up to `available_parallelism` threads; the first error

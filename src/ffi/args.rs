@@ -18,6 +18,16 @@ pub(crate) fn cstr<'a>(p: *const c_char, what: &'static str) -> CResult<&'a str>
         .map_err(|_| Error::InvalidArgument(format!("{what} is not valid UTF-8")).into())
 }
 
+/// A required file or folder path argument: non-empty (an empty path would silently mean
+/// the host's current folder).
+pub(crate) fn path_arg<'a>(p: *const c_char, what: &'static str) -> CResult<&'a std::path::Path> {
+    let s = cstr(p, what)?;
+    if s.is_empty() {
+        return Err(Error::InvalidArgument(format!("{what} is an empty path")).into());
+    }
+    Ok(std::path::Path::new(s))
+}
+
 /// An optional C string argument (NULL = none).
 pub(crate) fn opt_cstr<'a>(p: *const c_char, what: &'static str) -> CResult<Option<&'a str>> {
     if p.is_null() {
@@ -82,9 +92,12 @@ pub(crate) fn handle<'a, T>(p: *const T, what: &'static str) -> CResult<&'a T> {
     Ok(unsafe { &*p })
 }
 
-/// Reads a versioned parameter struct whose first field is `u32 struct_size`: fields beyond
-/// the caller's `struct_size` (an older header) keep their defaults from `init`.
-pub(crate) fn params<T: Copy>(p: *const T, init: T, what: &'static str) -> CResult<T> {
+/// Reads a versioned parameter struct whose first field is `u32 struct_size`. A caller built
+/// against a newer header (a larger struct that begins with these fields) is read up to the
+/// fields this libdpm knows. A smaller size is refused: this is the first version of every
+/// params struct, and a size that cuts a field (a pointer half copied) would be unsafe. When
+/// a struct grows, its earlier sizes become the accepted smaller ones here.
+pub(crate) fn params<T: Copy + Default>(p: *const T, what: &'static str) -> CResult<T> {
     if p.is_null() {
         return Err(CError::Null(what));
     }
@@ -92,20 +105,17 @@ pub(crate) fn params<T: Copy>(p: *const T, init: T, what: &'static str) -> CResu
     // caller must have set (the _init functions do).
     let size = unsafe { *(p as *const u32) } as usize;
     let full = std::mem::size_of::<T>();
-    if !(8..=1 << 16).contains(&size) {
+    if !(full..=1 << 16).contains(&size) {
         return Err(Error::InvalidArgument(format!(
-            "{what}.struct_size = {size}: call the matching _params_init() first"
+            "{what}.struct_size = {size} (this libdpm's is {full}): call the matching \
+             _params_init() first"
         ))
         .into());
     }
-    let mut v = init;
-    // SAFETY: copies min(size, sizeof T) bytes of a caller struct of `size` bytes into a T that
-    // already holds valid defaults; all fields are plain integers, floats and pointers, valid
-    // for any bit pattern, and a struct cut at a field boundary by an older header only leaves
-    // later fields at their defaults.
-    unsafe {
-        std::ptr::copy_nonoverlapping(p as *const u8, &mut v as *mut T as *mut u8, size.min(full))
-    };
+    let mut v = T::default();
+    // SAFETY: the caller's struct holds at least `full` bytes (its struct_size says so) and
+    // begins with T's fields; all of them are plain integers, floats and pointers.
+    unsafe { std::ptr::copy_nonoverlapping(p as *const u8, &mut v as *mut T as *mut u8, full) };
     Ok(v)
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, TryLockError};
 
-use super::args::{cstr, enum_value, handle, opt_cstr, out, slice};
+use super::args::{cstr, enum_value, handle, opt_cstr, out, path_arg, slice};
 use super::{c_message, guard, guard0, CError, CResult};
 use crate::ffi::dpm_status;
 use crate::model::{OnnxModel, TimeType};
@@ -187,7 +187,7 @@ pub extern "C" fn dpm_runtime_create(
 ) -> dpm_status {
     guard0(|| {
         out(runtime, "runtime")?;
-        let p = super::args::params(params, dpm_runtime_params::default(), "params")?;
+        let p = super::args::params(params, "params")?;
         let provider = match enum_value(
             p.provider,
             &[(DPM_PROVIDER_CPU, 0), (DPM_PROVIDER_CUDA, 1)],
@@ -255,8 +255,8 @@ pub extern "C" fn dpm_model_load(
     guard0(|| {
         out(model, "model")?;
         let rt = handle(runtime, "runtime")?;
-        let path = cstr(path, "path")?;
-        let m = OnnxModel::load(&rt.rt, std::path::Path::new(path))?;
+        let path = path_arg(path, "path")?;
+        let m = OnnxModel::load(&rt.rt, path)?;
         boxed(
             dpm_model {
                 model: Mutex::new(m),

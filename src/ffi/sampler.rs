@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
-use super::args::{cstr, enum_value, handle, out, params, positive, slice, slice_mut};
+use super::args::{cstr, enum_value, handle, out, params, path_arg, positive, slice, slice_mut};
 use super::handles::{
     dpm_model, dpm_schedule, lock, store, DPM_PREDICTION_FROM_MODEL, PREDICTIONS,
 };
@@ -319,10 +319,11 @@ pub extern "C" fn dpm_sampler_create(
         } else {
             handle(schedule, "schedule")?.sched.clone()
         };
-        let p = super::args::params(params, dpm_sampler_params::default(), "params")?;
+        let p = super::args::params(params, "params")?;
         let (cfg, g) = to_config(&p, None)?;
         let b = positive(i64::from(batch), "batch")?;
         let d = positive(i64::from(dim), "dim")?;
+        crate::sampler::check_batch(b, d)?;
         let labels = if labels.is_null() {
             None
         } else {
@@ -547,12 +548,8 @@ fn generate(
 ) -> CResult<()> {
     let mut m = lock(&h.model, "model")?;
     let info = m.info().clone();
-    let p = params(
-        sampler_params,
-        dpm_sampler_params::default(),
-        "sampler_params",
-    )?;
-    let g = params(gen, dpm_generate_params::default(), "gen")?;
+    let p = params(sampler_params, "sampler_params")?;
+    let g = params(gen, "gen")?;
     let (cfg, guidance) = to_config(&p, Some(info.prediction))?;
     let n = positive(i64::from(g.num_samples), "gen.num_samples")?;
     let bs = positive(i64::from(g.batch_size), "gen.batch_size")?;
@@ -634,7 +631,8 @@ fn image_batch<'a>(
 }
 
 /// Writes `n` images (CHW floats in [-1, 1], `c` = 1 or 3) as `dir/prefix%05d.png`, converted
-/// as `round((x / 2 + 0.5).clamp(0, 1) * 255)`. The folder must exist.
+/// as `round((x / 2 + 0.5).clamp(0, 1) * 255)`. The folder must exist (an empty `dir` is
+/// refused); `prefix` must not contain '/'.
 #[no_mangle]
 pub extern "C" fn dpm_write_pngs(
     images: *const f32,
@@ -647,8 +645,15 @@ pub extern "C" fn dpm_write_pngs(
 ) -> dpm_status {
     guard0(|| {
         let (imgs, [n, c, h, w]) = image_batch(images, n, c, h, w)?;
-        let dir = std::path::Path::new(cstr(dir, "dir")?);
+        let dir = path_arg(dir, "dir")?;
         let prefix = cstr(prefix, "prefix")?;
+        // The prefix names files inside `dir`; it must not lead anywhere else.
+        if prefix.contains('/') {
+            return Err(Error::InvalidArgument(format!(
+                "prefix '{prefix}' contains '/': it is a file-name prefix, not a path"
+            ))
+            .into());
+        }
         for i in 0..n {
             crate::imageio::save_png(
                 &dir.join(format!("{prefix}{i:05}.png")),
@@ -678,15 +683,7 @@ pub extern "C" fn dpm_write_grid(
     guard0(|| {
         let (imgs, [n, c, h, w]) = image_batch(images, n, c, h, w)?;
         let cols = positive(cols.into(), "cols")?;
-        crate::imageio::save_grid(
-            std::path::Path::new(cstr(path, "path")?),
-            imgs,
-            n,
-            c,
-            h,
-            w,
-            cols,
-        )?;
+        crate::imageio::save_grid(path_arg(path, "path")?, imgs, n, c, h, w, cols)?;
         Ok(())
     })
 }

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void};
 use std::path::Path;
 
-use super::args::{cstr, handle, opt_cstr, params, slice_mut};
+use super::args::{handle, opt_cstr, params, path_arg, slice_mut};
 use super::handles::dpm_runtime;
 use super::{guard0, CResult};
 use crate::error::Error;
@@ -136,8 +136,8 @@ pub extern "C" fn dpm_train(
 ) -> dpm_status {
     guard0(|| {
         let rt = &handle(runtime, "runtime")?.rt;
-        let p = params(params_, dpm_train_params::default(), "params")?;
-        let out_dir = cstr(p.out_dir, "params.out_dir")?;
+        let p = params(params_, "params")?;
+        let out_dir = path_arg(p.out_dir, "params.out_dir")?;
         let cfg = config(&p)?;
         let manifest = train::Manifest::load(&train::models_dir(), &cfg.network)?;
         let data = train::data::open(&cfg, &manifest)?;

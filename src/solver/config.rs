@@ -63,6 +63,10 @@ impl Prediction {
     }
 }
 
+/// Most network evaluations a planned (non-adaptive) run may take: well above any useful
+/// run, low enough that a wrong count cannot exhaust memory with the step plan.
+pub const MAX_NFE: usize = 1 << 20;
+
 /// Dynamic thresholding of data predictions (Saharia et al. 2022), for DPM-Solver++.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholding {
@@ -219,8 +223,8 @@ impl SolverConfig {
         if !(1..=3).contains(&self.order) {
             return invalid(format!("order must be 1, 2 or 3, got {}", self.order));
         }
-        if self.method != Method::Adaptive && self.nfe == 0 {
-            return invalid("nfe must be at least 1");
+        if self.method != Method::Adaptive && !(1..=MAX_NFE).contains(&self.nfe) {
+            return invalid(format!("nfe must lie in 1..={MAX_NFE}, got {}", self.nfe));
         }
         if matches!(self.algorithm, Algorithm::Ddpm | Algorithm::Ddim)
             && (self.order != 1 || self.method != Method::Singlestep)

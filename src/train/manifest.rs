@@ -120,7 +120,14 @@ impl Manifest {
             path: path.clone(),
             source: e,
         })?;
-        let mut m: Manifest = serde_json::from_str(&text).map_err(|e| Error::Model {
+        Self::parse(&text, dir, &path)
+    }
+
+    /// Parses and checks a manifest's JSON `text` (read from `path`, in the model folder
+    /// `dir`).
+    pub fn parse(text: &str, dir: &Path, path: &Path) -> Result<Self> {
+        let path = path.to_path_buf();
+        let mut m: Manifest = serde_json::from_str(text).map_err(|e| Error::Model {
             path: path.clone(),
             reason: format!("bad manifest: {e}"),
         })?;

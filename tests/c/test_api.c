@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +77,20 @@ static void test_runtime(void) {
     dpm_runtime_params bad = p;
     bad.struct_size = 0;
     STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_INVALID_ARGUMENT);
+    /* A size that cuts library_path in half (found by fuzzing: the torn pointer crashed). */
+    bad = p;
+    bad.library_path = "/nonexistent/libonnxruntime.so";
+    bad.struct_size = (uint32_t)(offsetof(dpm_runtime_params, library_path) + 4);
+    STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_INVALID_ARGUMENT);
+    EXPECT(r == NULL, "no runtime from a cut struct");
+    /* A caller built against a newer, larger header: the known fields are read. */
+    struct {
+        dpm_runtime_params p;
+        uint64_t newer_field;
+    } newer = {p, 0};
+    newer.p.struct_size = sizeof newer;
+    newer.p.library_path = "/nonexistent/libonnxruntime.so";
+    STATUS(dpm_runtime_create(&newer.p, &r), DPM_ERR_RUNTIME_UNAVAILABLE);
     bad = p;
     bad.provider = 9;
     STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_INVALID_ARGUMENT);
@@ -265,6 +280,7 @@ static void test_model(void) {
     dpm_model *m = NULL;
     STATUS(dpm_model_load(NULL, path("affine2d.onnx"), &m), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_model_load(rt, NULL, &m), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_model_load(rt, "", &m), DPM_ERR_INVALID_ARGUMENT);
     STATUS(dpm_model_load(rt, path("affine2d.onnx"), NULL), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_model_load(rt, path("missing.onnx"), &m), DPM_ERR_MODEL);
     STATUS(dpm_model_load(rt, path("bad_dtype.onnx"), &m), DPM_ERR_MODEL);
@@ -360,6 +376,10 @@ static void test_model(void) {
     STATUS(dpm_write_pngs(img, -1, 3, 8, 8, dir, "s"), DPM_ERR_INVALID_ARGUMENT);
     STATUS(dpm_write_pngs(img, 4, 3, 8, 8, "/nonexistent/dir", "s"), DPM_ERR_IO);
     STATUS(dpm_write_pngs(img, 4, 3, 8, 8, dir, NULL), DPM_ERR_NULL_ARGUMENT);
+    /* Found by fuzzing: "" meant the host's current folder, and a prefix could leave `dir`. */
+    STATUS(dpm_write_pngs(img, 4, 3, 8, 8, "", "s"), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_write_pngs(img, 4, 3, 8, 8, dir, "../s"), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_write_grid(img, 4, 3, 8, 8, 2, ""), DPM_ERR_INVALID_ARGUMENT);
     for (int i = 0; i < 4; i++) {
         snprintf(f, sizeof f, "%s/s%05d.png", dir, i);
         unlink(f);
@@ -446,8 +466,100 @@ static void *run_long(void *arg) {
     return NULL;
 }
 
+/* Many threads on one model handle and one sampler handle at once (misuse the header
+   forbids): every call either runs or is refused with DPM_ERR_BUSY, and every run that did go
+   through gives exactly the sequential result: no corruption, no crash. */
+typedef struct {
+    dpm_model *m;
+    dpm_sampler *s;
+    uint64_t seed;
+    int ok, busy, other;
+    int mismatch;
+    const float *expect;
+} hammer;
+
+static void *hammer_model(void *arg) {
+    hammer *h = arg;
+    dpm_sampler_params sp;
+    dpm_sampler_params_init(&sp);
+    dpm_generate_params gp;
+    dpm_generate_params_init(&gp);
+    gp.num_samples = 64;
+    gp.batch_size = 16;
+    gp.seed = h->seed;
+    float out[64 * 2];
+    for (int rep = 0; rep < 40; rep++) {
+        dpm_status st = dpm_generate(h->m, &sp, &gp, out, 128);
+        if (st == DPM_OK) {
+            h->ok++;
+            if (memcmp(out, h->expect, sizeof out) != 0) h->mismatch++;
+        } else if (st == DPM_ERR_BUSY) {
+            h->busy++;
+        } else {
+            h->other++;
+        }
+    }
+    return NULL;
+}
+
+static void *hammer_sampler(void *arg) {
+    hammer *h = arg;
+    float buf[8 * 2] = {0};
+    for (int rep = 0; rep < 2000; rep++) {
+        dpm_query q;
+        dpm_status st = dpm_sampler_next(h->s, &q);
+        if (st == DPM_OK && !q.done) st = dpm_sampler_submit(h->s, buf, 16);
+        if (st == DPM_OK) st = dpm_sampler_read(h->s, buf, 16);
+        if (st == DPM_OK || st == DPM_ERR_STATE) h->ok++;
+        else if (st == DPM_ERR_BUSY) h->busy++;
+        else h->other++;
+    }
+    return NULL;
+}
+
+static void test_shared_handles(void) {
+    enum { T = 8 };
+    dpm_model *m = NULL;
+    STATUS(dpm_model_load(rt, path("affine2d.onnx"), &m), DPM_OK);
+    job ref = {.seed = 7};
+    worker(&ref);
+    EXPECT(ref.st == DPM_OK, "reference run");
+    hammer h[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        h[i] = (hammer){.m = m, .seed = 7, .expect = ref.out};
+        pthread_create(&th[i], NULL, hammer_model, &h[i]);
+    }
+    int ok = 0, busy = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        EXPECT(h[i].other == 0 && h[i].mismatch == 0, "thread %d: %d other errors, %d corrupted runs", i,
+               h[i].other, h[i].mismatch);
+        ok += h[i].ok;
+        busy += h[i].busy;
+    }
+    EXPECT(ok > 0 && ok + busy == T * 40, "shared model: %d runs, %d refused", ok, busy);
+    dpm_model_free(m);
+
+    dpm_sampler_params sp;
+    dpm_sampler_params_init(&sp);
+    dpm_sampler *s = NULL;
+    STATUS(dpm_sampler_create(NULL, &sp, 8, 2, 1, 0, NULL, &s), DPM_OK);
+    for (int i = 0; i < T; i++) {
+        h[i] = (hammer){.s = s};
+        pthread_create(&th[i], NULL, hammer_sampler, &h[i]);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        EXPECT(h[i].other == 0, "sampler thread %d: %d unexpected statuses", i, h[i].other);
+    }
+    float x[16];
+    STATUS(dpm_sampler_read(s, x, 16), DPM_OK);
+    dpm_sampler_free(s);
+}
+
 static void test_threads(void) {
-    enum { N = 4 };
+    enum { N = 16 };
     job seq[N], par[N];
     pthread_t th[N];
     for (int i = 0; i < N; i++) {
@@ -544,6 +656,7 @@ int main(int argc, char **argv) {
     test_sampler();
     test_model();
     test_threads();
+    test_shared_handles();
     test_train();
     dpm_runtime_free(rt);
     printf("%d passed, %d failed\n", passed, failed);
