@@ -1,5 +1,5 @@
 # libdpm: the two commands of the README, and their parts.
-.PHONY: setup demo test bench build examples install valgrind
+.PHONY: setup demo test bench build examples install valgrind sanitize fuzz
 
 setup:
 	./scripts/setup
@@ -32,8 +32,19 @@ PREFIX ?= /usr/local
 install: build
 	./scripts/install $(PREFIX)
 
-# The C API tests and examples under valgrind memcheck (slow: not part of `make test`).
+# The C API tests and examples under valgrind memcheck (also part of `make test`).
 valgrind: setup
 	cargo build --lib
 	cargo test --test c_api --no-run
 	./scripts/valgrind
+
+# ASan/UBSan C tests and valgrind'd Rust tests (part of `make test`), plus the Rust tests
+# rebuilt with AddressSanitizer (slow: not part of `make test`).
+sanitize: setup
+	cargo build --lib
+	./scripts/sanitize --asan-rust
+
+# Fuzz every target for FUZZ_SECONDS each (make test runs 10 s per target).
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	./scripts/fuzz $(FUZZ_SECONDS)

@@ -162,3 +162,39 @@ fn corrupt_checkpoints_are_refused() {
     assert!(tr2.restore(&c).is_err());
     assert_eq!(tr2.step(), 0);
 }
+
+/// A step whose loss is not finite stops training with an error naming the step; the state
+/// and the last checkpoint stay as they were before that step.
+#[test]
+fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
+    let mut cfg = TrainConfig::preset("toy2d").unwrap();
+    // A learning rate that blows the weights up within a few steps.
+    cfg.lr = 1e15;
+    cfg.warmup = 0;
+    cfg.ema_decay = 0.0;
+    cfg.steps = 50;
+    cfg.checkpoint_every = 1;
+    let dir = std::env::temp_dir().join(format!("dpm-nonfinite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let m = Manifest::load(&dpm::train::models_dir(), "toy2d").unwrap();
+    let data = dpm::train::data::open(&cfg, &m).unwrap();
+    let err = dpm::train::train_to_dir(&rt(), cfg, data, &dir, false, false, |_, _| false)
+        .expect_err("the loss must become non-finite");
+    let dpm::Error::NonFinite { step, .. } = err else {
+        panic!("expected a non-finite error, got {err}");
+    };
+    let c = dpm::train::Checkpoint::load(&dir.join("checkpoint.dpm"))
+        .expect("the last good checkpoint is intact");
+    assert_eq!(
+        c.header.step as usize,
+        step - 1,
+        "checkpoint of the step before"
+    );
+    assert!(c.losses.iter().all(|l| l.is_finite()));
+    assert!(c.state.iter().flatten().all(|v| v.is_finite()));
+    assert!(
+        !dir.join("model").exists(),
+        "nothing exported from a failed run"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
