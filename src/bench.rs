@@ -32,7 +32,7 @@ use crate::model::OnnxModel;
 use crate::solver::{Method, SolverConfig};
 
 /// The solvers of the default grid: DDIM/DPM-Solver-1, the reference DPM-Solver-2, singlestep
-/// DPM-Solver-2 and -3, DPM-Solver++ 2M and 3M, adaptive DPM-Solver-12.
+/// DPM-Solver-2 and -3, DPM-Solver++ 2M and 3M, SDE-DPM-Solver++ 2M, adaptive DPM-Solver-12.
 pub const DEFAULT_SOLVERS: &[&str] = &[
     "dpm1",
     "dpm2-ref",
@@ -40,6 +40,7 @@ pub const DEFAULT_SOLVERS: &[&str] = &[
     "dpm3",
     "dpm++2m",
     "dpm++3m",
+    "dpm++2m-sde",
     "adaptive12",
 ];
 

@@ -417,3 +417,84 @@ fn spacings_are_available_by_name() {
     }
     assert!(Spacing::named("cubic").is_err());
 }
+
+/// SDE-DPM-Solver++ at first order is DDPM's ancestral step written in the data domain: the
+/// same samples from the same noise.
+#[test]
+fn sde_dpm_solver_pp_first_order_is_ddpm() {
+    let ids = SampleIds::range(5, 0, 256);
+    let mut sde = SolverConfig::named("dpm++2m-sde", 50).unwrap();
+    sde.order = 1;
+    sde.spacing = Spacing::Reference;
+    let (a, ta) = gmm_run(sde, &ids);
+    let (b, tb) = gmm_run(SolverConfig::named("ddpm", 50).unwrap(), &ids);
+    assert_eq!(ta, tb);
+    let d = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(d < 1e-3, "max difference {d}");
+}
+
+/// SDE-DPM-Solver++(2M) samples the data distribution: on the exact Gaussian-mixture model,
+/// the mean and covariance of its samples match the mixture's (a wrong noise scale would show
+/// in the covariance), and better with more steps.
+#[test]
+fn sde_dpm_solver_pp_2m_samples_the_data_distribution() {
+    let gmm = Gmm::standard();
+    let (mean, cov) = {
+        let mut m = [0.0; 2];
+        let mut c = [[0.0; 2]; 2];
+        for ((w, mu), s) in gmm.weights.iter().zip(&gmm.means).zip(&gmm.stds) {
+            for i in 0..2 {
+                m[i] += w * mu[i];
+                for j in 0..2 {
+                    c[i][j] += w * (mu[i] * mu[j] + if i == j { s * s } else { 0.0 });
+                }
+            }
+        }
+        for i in 0..2 {
+            for j in 0..2 {
+                c[i][j] -= m[i] * m[j];
+            }
+        }
+        (m, c)
+    };
+    let moment_error = |nfe: usize| {
+        let n = 20_000;
+        let (x, _) = gmm_run(
+            SolverConfig::named("dpm++2m-sde", nfe).unwrap(),
+            &SampleIds::range(9, 0, n),
+        );
+        let mut m = [0.0; 2];
+        for r in x.chunks(2) {
+            for i in 0..2 {
+                m[i] += f64::from(r[i]) / n as f64;
+            }
+        }
+        let mut c = [[0.0; 2]; 2];
+        for r in x.chunks(2) {
+            for i in 0..2 {
+                for j in 0..2 {
+                    c[i][j] += (f64::from(r[i]) - m[i]) * (f64::from(r[j]) - m[j]) / n as f64;
+                }
+            }
+        }
+        let mut e: f64 = 0.0;
+        for i in 0..2 {
+            e = e.max((m[i] - mean[i]).abs());
+            for j in 0..2 {
+                e = e.max((c[i][j] - cov[i][j]).abs());
+            }
+        }
+        e
+    };
+    let (coarse, fine) = (moment_error(6), moment_error(50));
+    println!("moment error: {coarse:.4} at 6 NFE, {fine:.4} at 50 NFE");
+    assert!(fine < 0.05, "moments off by {fine} at 50 NFE");
+    assert!(
+        fine < coarse,
+        "more steps should sample better: {coarse} -> {fine}"
+    );
+}

@@ -119,7 +119,8 @@ pub struct SolverConfig {
     pub nfe: usize,
     /// Where the steps are placed.
     pub spacing: Spacing,
-    /// DDIM stochasticity.
+    /// Stochasticity: DDIM's eta in [0, 1] (DDPM is 1); for DPM-Solver++ multistep (order 1
+    /// or 2), 1 selects SDE-DPM-Solver++, the solver of the reverse SDE.
     pub eta: f64,
     /// Lower the order of the last steps of short runs (< 15 steps) for stability.
     pub lower_order_final: bool,
@@ -150,6 +151,7 @@ pub const SOLVER_NAMES: &[&str] = &[
     "dpm++3s",
     "dpm++2m",
     "dpm++3m",
+    "dpm++2m-sde",
     "adaptive12",
     "adaptive23",
 ];
@@ -199,6 +201,7 @@ impl SolverConfig {
             "dpm++3s" => (DpmSolverPp, Singlestep, 3),
             "dpm++2m" => (DpmSolverPp, Multistep, 2),
             "dpm++3m" => (DpmSolverPp, Multistep, 3),
+            "dpm++2m-sde" => (DpmSolverPp, Multistep, 2),
             "adaptive12" => (DpmSolver, Adaptive, 2),
             "adaptive23" => (DpmSolver, Adaptive, 3),
             _ => {
@@ -210,6 +213,9 @@ impl SolverConfig {
             }
         };
         let mut c = Self::new(alg, method, order, nfe);
+        if name == "dpm++2m-sde" {
+            c.eta = 1.0;
+        }
         if matches!(name, "ddpm" | "ddim" | "dpm1" | "dpm2-ref") {
             c.spacing = Spacing::Reference;
             c.reference_midpoint = name == "dpm2-ref";
@@ -233,6 +239,18 @@ impl SolverConfig {
         }
         if !(0.0..=1.0).contains(&self.eta) {
             return invalid(format!("eta must lie in [0, 1], got {}", self.eta));
+        }
+        if self.eta > 0.0
+            && !matches!(self.algorithm, Algorithm::Ddpm | Algorithm::Ddim)
+            && !(self.algorithm == Algorithm::DpmSolverPp
+                && self.method == Method::Multistep
+                && self.order <= 2
+                && self.eta == 1.0)
+        {
+            return invalid(
+                "eta applies to DDPM/DDIM, and (as 1, SDE-DPM-Solver++) to DPM-Solver++ \
+                 multistep of order 1 or 2",
+            );
         }
         if self.method == Method::Adaptive && self.order < 2 {
             return invalid("adaptive solvers have order 2 (DPM-Solver-12) or 3 (DPM-Solver-23)");

@@ -105,8 +105,8 @@ impl Solver {
                 x_init.len()
             )));
         }
-        let stochastic =
-            matches!(cfg.algorithm, Algorithm::Ddpm | Algorithm::Ddim) && cfg.eta > 0.0;
+        // DDPM, DDIM with eta > 0 and SDE-DPM-Solver++ draw fresh noise at every step.
+        let stochastic = cfg.eta > 0.0;
         if stochastic && (noise.seeds.len() != rows || noise.samples.len() != rows) {
             return Err(Error::InvalidArgument(format!(
                 "ancestral sampling needs a seed and sample index for each of the {rows} rows"
@@ -480,7 +480,14 @@ impl Solver {
         for (a, h) in ats.iter_mut().zip(&self.hist) {
             *a = h.1;
         }
-        let lin = coeffs::multistep(self.domain, order, &ats[..order], &self.at(p.to));
+        let (lin, std) = if self.cfg.eta > 0.0 {
+            coeffs::multistep_sde(order, &ats[..order], &self.at(p.to))
+        } else {
+            (
+                coeffs::multistep(self.domain, order, &ats[..order], &self.at(p.to)),
+                0.0,
+            )
+        };
         let mut c = [0f32; 3];
         for (j, &(s, _)) in self.hist.iter().enumerate().take(order) {
             c[s] = lin.c[j] as f32;
@@ -492,6 +499,9 @@ impl Solver {
             (c[2], m2.as_slice()),
         ];
         lincomb_inplace(&mut self.x, lin.a as f32, &terms, self.cfg.threads);
+        if std > 0.0 {
+            self.add_noise(std as f32);
+        }
         self.next_step();
     }
 
