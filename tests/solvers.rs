@@ -11,6 +11,10 @@ use dpm::solver::{NoiseKeys, Prediction, SolverConfig, SOLVER_NAMES};
 use dpm::spacing::Spacing;
 use dpm::Error;
 
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+}
+
 fn gmm_run(cfg: SolverConfig, ids: &SampleIds) -> (Vec<f32>, Vec<f64>) {
     let gmm = Gmm::standard();
     let sched = Schedule::reference();
@@ -31,11 +35,7 @@ fn dpm_solver_1_equals_ddim() {
     let (a, ta) = gmm_run(SolverConfig::named("dpm1", 50).unwrap(), &ids);
     let (b, tb) = gmm_run(SolverConfig::named("ddim", 50).unwrap(), &ids);
     assert_eq!(ta, tb);
-    let d = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
+    let d = max_abs_diff(&a, &b);
     assert!(d < 1e-6, "max difference {d}");
     // The reference timesteps: integers 999, 979, ..., 20.
     assert_eq!(ta.len(), 50);
@@ -201,11 +201,7 @@ fn x0_and_v_predictions_give_the_eps_result() {
             outs.push(s.x().to_vec());
         }
         for o in &outs[1..] {
-            let d = o
-                .iter()
-                .zip(&outs[0])
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let d = max_abs_diff(o, &outs[0]);
             assert!(d < 2e-3, "{name}: {d}");
         }
     }
@@ -429,11 +425,7 @@ fn sde_dpm_solver_pp_first_order_is_ddpm() {
     let (a, ta) = gmm_run(sde, &ids);
     let (b, tb) = gmm_run(SolverConfig::named("ddpm", 50).unwrap(), &ids);
     assert_eq!(ta, tb);
-    let d = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
+    let d = max_abs_diff(&a, &b);
     assert!(d < 1e-3, "max difference {d}");
 }
 

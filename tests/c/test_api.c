@@ -399,18 +399,23 @@ typedef struct {
     dpm_status st;
 } job;
 
+/* The generation every thread job runs: 64 samples of affine2d in batches of 16. */
+static void job_params(dpm_sampler_params *sp, dpm_generate_params *gp, uint64_t seed) {
+    dpm_sampler_params_init(sp);
+    dpm_generate_params_init(gp);
+    gp->num_samples = 64;
+    gp->batch_size = 16;
+    gp->seed = seed;
+}
+
 static void *worker(void *arg) {
     job *j = arg;
     dpm_model *m = NULL;
     j->st = dpm_model_load(rt, path("affine2d.onnx"), &m);
     if (j->st != DPM_OK) return NULL;
     dpm_sampler_params sp;
-    dpm_sampler_params_init(&sp);
     dpm_generate_params gp;
-    dpm_generate_params_init(&gp);
-    gp.num_samples = 64;
-    gp.batch_size = 16;
-    gp.seed = j->seed;
+    job_params(&sp, &gp, j->seed);
     for (int rep = 0; rep < 5 && j->st == DPM_OK; rep++) j->st = dpm_generate(m, &sp, &gp, j->out, 128);
     dpm_model_free(m);
     return NULL;
@@ -481,12 +486,8 @@ typedef struct {
 static void *hammer_model(void *arg) {
     hammer *h = arg;
     dpm_sampler_params sp;
-    dpm_sampler_params_init(&sp);
     dpm_generate_params gp;
-    dpm_generate_params_init(&gp);
-    gp.num_samples = 64;
-    gp.batch_size = 16;
-    gp.seed = h->seed;
+    job_params(&sp, &gp, h->seed);
     float out[64 * 2];
     for (int rep = 0; rep < 40; rep++) {
         dpm_status st = dpm_generate(h->m, &sp, &gp, out, 128);

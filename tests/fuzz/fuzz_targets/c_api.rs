@@ -104,6 +104,22 @@ impl Input<'_> {
             Some(items[k % items.len()])
         }
     }
+    /// `p`, or NULL when the next byte is 255.
+    fn ptr_mut<T>(&mut self, p: &mut T) -> *mut T {
+        if self.u8() == 255 {
+            null_mut()
+        } else {
+            p
+        }
+    }
+    /// `p`, or NULL when the next byte is 255.
+    fn ptr<T>(&mut self, p: &T) -> *const T {
+        if self.u8() == 255 {
+            null()
+        } else {
+            p
+        }
+    }
     fn floats(&mut self, n: usize) -> Vec<f32> {
         let kind = self.u8();
         (0..n)
@@ -282,11 +298,7 @@ fn run(data: &[u8]) {
             0 => {
                 let name = inp.string(&["linear", "cosine", "scaled_linear", "sigmoid"]);
                 let mut s: *mut dpm_schedule = null_mut();
-                let out = if inp.u8() == 255 {
-                    null_mut()
-                } else {
-                    &mut s as *mut _
-                };
+                let out = inp.ptr_mut(&mut s);
                 let st = check_status(dpm_schedule_create(cptr(&name), inp.i32(), out));
                 assert_eq!(st == DPM_OK, !s.is_null());
                 if !s.is_null() {
@@ -342,11 +354,7 @@ fn run(data: &[u8]) {
                 }
             }
             5 => {
-                let p = if inp.u8() == 255 {
-                    null_mut()
-                } else {
-                    &mut sp as *mut _
-                };
+                let p = inp.ptr_mut(&mut sp);
                 if inp.bool() {
                     check_status(dpm_sampler_params_init(p));
                 } else {
@@ -358,11 +366,7 @@ fn run(data: &[u8]) {
             6 => set_sampler_field(&mut sp, &mut inp, &times),
             7 => {
                 let sched = or_null(inp.pick(&h.schedules));
-                let p = if inp.u8() == 255 {
-                    null()
-                } else {
-                    &sp as *const _
-                };
+                let p = inp.ptr(&sp);
                 let (batch, dim) = (inp.i32(), inp.i32());
                 let size = i64::from(batch).saturating_mul(i64::from(dim));
                 if size > BUDGET as i64 && size < 1 << 40 || !affordable(&sp) {
@@ -377,11 +381,7 @@ fn run(data: &[u8]) {
                     null()
                 };
                 let mut s: *mut dpm_sampler = null_mut();
-                let out = if inp.u8() == 255 {
-                    null_mut()
-                } else {
-                    &mut s as *mut _
-                };
+                let out = inp.ptr_mut(&mut s);
                 let st = dpm_sampler_create(
                     sched,
                     p,
@@ -400,11 +400,7 @@ fn run(data: &[u8]) {
             }
             8 => {
                 let s = or_null(inp.pick(&h.samplers));
-                let q = if inp.u8() == 255 {
-                    null_mut()
-                } else {
-                    &mut query as *mut _
-                };
+                let q = inp.ptr_mut(&mut query);
                 check_status(dpm_sampler_next(s, q));
             }
             9 => {
@@ -465,11 +461,7 @@ fn run(data: &[u8]) {
                     struct_size: inp.u32(),
                     ..Default::default()
                 };
-                let ip = if inp.u8() == 255 {
-                    null_mut()
-                } else {
-                    &mut info as *mut _
-                };
+                let ip = inp.ptr_mut(&mut info);
                 check_status(dpm_model_get_info(m, ip));
                 let mut s = null_mut();
                 if check_status(dpm_model_get_schedule(m, &mut s)) == DPM_OK {
@@ -483,11 +475,7 @@ fn run(data: &[u8]) {
                 }
             }
             15 => {
-                let p = if inp.u8() == 255 {
-                    null_mut()
-                } else {
-                    &mut gp as *mut _
-                };
+                let p = inp.ptr_mut(&mut gp);
                 check_status(dpm_generate_params_init(p));
             }
             16 => match inp.u8() % 6 {
@@ -525,16 +513,8 @@ fn run(data: &[u8]) {
                 }
                 .min(BUDGET);
                 let mut buf = vec![0f32; n];
-                let spp = if inp.u8() == 255 {
-                    null()
-                } else {
-                    &sp as *const _
-                };
-                let gpp = if inp.u8() == 255 {
-                    null()
-                } else {
-                    &gp as *const _
-                };
+                let spp = inp.ptr(&sp);
+                let gpp = inp.ptr(&gp);
                 let ptr = if inp.u8() == 255 {
                     null_mut()
                 } else {
