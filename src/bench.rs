@@ -54,7 +54,8 @@ pub const DEFAULT_ADAPTIVE_RTOL: &[f64] = &[1.0, 0.5, 0.2, 0.1, 0.05];
 /// What a grid runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GridConfig {
-    /// Solver presets ([`crate::solver::SOLVER_NAMES`]).
+    /// Solver presets ([`crate::solver::SOLVER_NAMES`]), each optionally `@SPACING` (a
+    /// [`crate::spacing::Spacing`] name) to run it on other steps than its own.
     pub solvers: Vec<String>,
     /// NFE values of the fixed-step solvers.
     pub nfe: Vec<usize>,
@@ -330,8 +331,16 @@ pub fn run(
         (_, false) => None,
     };
     // Every solver name resolves before anything runs.
+    // `NAME@SPACING` runs a preset on another spacing (e.g. `dpm++2m-sde@logsnr`).
     let preset = |name: &str, nfe: usize| -> Result<SolverConfig> {
-        let mut c = SolverConfig::named(name, nfe)?;
+        let (preset, spacing) = match name.split_once('@') {
+            Some((p, s)) => (p, Some(crate::spacing::Spacing::named(s)?)),
+            None => (name, None),
+        };
+        let mut c = SolverConfig::named(preset, nfe)?;
+        if let Some(sp) = spacing {
+            c.spacing = sp;
+        }
         c.prediction = info.prediction;
         Ok(c)
     };

@@ -278,5 +278,42 @@ fn errors_are_values() {
         q.measure(&[0.0; 12], &[3, 2, 2]),
         Err(Error::Shape(_))
     ));
+    let bad_spacing = GridConfig {
+        solvers: vec!["dpm1@sideways".into()],
+        ..small.clone()
+    };
+    assert!(matches!(
+        bench::run(&mut model, &bad_spacing, &mut q, |_| {}),
+        Err(Error::UnknownName { .. })
+    ));
     assert!(bench::run(&mut model, &small, &mut q, |_| {}).is_ok());
+}
+
+/// `NAME@SPACING` runs a preset on another spacing: the same value as that configuration
+/// generated directly, and a different one from the preset's own spacing.
+#[test]
+fn solver_at_spacing() {
+    let rt = rt();
+    let mut model = OnnxModel::load(&rt, &data("affine2d.onnx")).unwrap();
+    let mut q = Quality::Chamfer {
+        reference: reference_2d(),
+    };
+    let cfg = GridConfig {
+        solvers: vec!["dpm++2m".into(), "dpm++2m@logsnr".into()],
+        nfe: vec![6],
+        baseline: None,
+        num: 128,
+        batch: 128,
+        seed: 4,
+        ..GridConfig::default()
+    };
+    let g = bench::run(&mut model, &cfg, &mut q, |_| {}).unwrap();
+    assert_eq!(g.cells.len(), 2);
+    assert_eq!(g.cells[1].solver, "dpm++2m@logsnr");
+    let mut direct = SolverConfig::named("dpm++2m", 6).unwrap();
+    direct.spacing = dpm::spacing::Spacing::LogSnr;
+    let (x, _, _) = bench::generate_timed(&mut model, direct, None, None, 128, 128, 4).unwrap();
+    let v = q.measure(&x, &[2]).unwrap();
+    assert_eq!(g.cells[1].value, v);
+    assert_ne!(g.cells[0].value, g.cells[1].value);
 }

@@ -71,7 +71,8 @@ pub struct BenchArgs {
     /// The ONNX model (2D: CD; images: FID).
     #[arg(long)]
     model: PathBuf,
-    /// Solver presets, comma-separated (adaptive ones run once per --rtol).
+    /// Solver presets, comma-separated (adaptive ones run once per --rtol); NAME@SPACING runs
+    /// a preset on another spacing (e.g. dpm++2m-sde@logsnr).
     #[arg(long, value_delimiter = ',', default_values_t = bench::DEFAULT_SOLVERS.iter().map(|s| s.to_string()))]
     solvers: Vec<String>,
     /// NFE values, comma-separated.
