@@ -12,7 +12,7 @@ build: setup
 demo: setup
 	cargo run --release --bin dpm -- demo
 	$(MAKE) -C examples-c all
-	./target/examples-c/sample_afhq --num 24 --out out/demo/images
+	./target/examples-c/sample_afhq --num 24 --solver dpm++2m --threshold 0.995 --out out/demo/images
 
 # Every test.
 test: setup

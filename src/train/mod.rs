@@ -110,7 +110,7 @@ impl TrainConfig {
             "demo" => TrainConfig {
                 network: "unet_small".into(),
                 data: "shapes".into(),
-                steps: 3000,
+                steps: 15_000,
                 batch: 16,
                 lr: 1e-3,
                 warmup: 100,
