@@ -12,7 +12,10 @@ use dpm::spacing::Spacing;
 use dpm::Error;
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
 }
 
 fn gmm_run(cfg: SolverConfig, ids: &SampleIds) -> (Vec<f32>, Vec<f64>) {
