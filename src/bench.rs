@@ -662,6 +662,24 @@ impl Grid {
                 .fold((f64::INFINITY, 0f64), |(a, b), c| {
                     (a.min(c.nfe as f64), b.max(c.nfe as f64))
                 });
+            // One log-x plot of quality against `x_label`, written as `STEM_vs_{x}{suffix}.png`.
+            let plot =
+                |series: &[(String, Vec<(f64, f64)>)], x: &str, title_x: &str, x_label: &str| {
+                    let path = dir.join(format!("{stem}_vs_{x}{suffix}.png"));
+                    crate::plot::line_png(
+                        &path,
+                        series,
+                        &format!("{} against {title_x}{title_tail}", self.metric),
+                        &crate::plot::LineOptions {
+                            x_label: x_label.into(),
+                            y_label: self.metric.clone(),
+                            log_x: true,
+                            log_y,
+                            ..Default::default()
+                        },
+                    )
+                    .map(|()| path)
+                };
             // Quality against NFE.
             let mut series = series_of(&|c: &Cell| c.nfe as f64);
             for b in cells.iter().filter(|c| c.baseline) {
@@ -675,20 +693,12 @@ impl Grid {
                     vec![(x0, b.value), (x1, b.value)],
                 ));
             }
-            let path = dir.join(format!("{stem}_vs_nfe{suffix}.png"));
-            crate::plot::line_png(
-                &path,
+            files.push(plot(
                 &series,
-                &format!("{} against NFE{title_tail}", self.metric),
-                &crate::plot::LineOptions {
-                    x_label: "NFE (network evaluations per sample)".into(),
-                    y_label: self.metric.clone(),
-                    log_x: true,
-                    log_y,
-                    ..Default::default()
-                },
-            )?;
-            files.push(path);
+                "nfe",
+                "NFE",
+                "NFE (network evaluations per sample)",
+            )?);
             // Quality against time.
             let mut series = series_of(&|c: &Cell| c.ms_per_sample);
             for b in cells.iter().filter(|c| c.baseline) {
@@ -697,20 +707,12 @@ impl Grid {
                     vec![(b.ms_per_sample, b.value)],
                 ));
             }
-            let path = dir.join(format!("{stem}_vs_time{suffix}.png"));
-            crate::plot::line_png(
-                &path,
+            files.push(plot(
                 &series,
-                &format!("{} against wall time{title_tail}", self.metric),
-                &crate::plot::LineOptions {
-                    x_label: "milliseconds per sample".into(),
-                    y_label: self.metric.clone(),
-                    log_x: true,
-                    log_y,
-                    ..Default::default()
-                },
-            )?;
-            files.push(path);
+                "time",
+                "wall time",
+                "milliseconds per sample",
+            )?);
         }
         if files.is_empty() {
             return Err(Error::InvalidArgument(

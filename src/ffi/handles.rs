@@ -397,16 +397,7 @@ pub extern "C" fn dpm_schedule_from_betas(
     n: usize,
     schedule: *mut *mut dpm_schedule,
 ) -> dpm_status {
-    guard0(|| {
-        let b = slice(betas, n, "betas")?;
-        boxed(
-            dpm_schedule {
-                sched: Schedule::from_betas(b)?,
-            },
-            schedule,
-            "schedule",
-        )
-    })
+    schedule_from_table(betas, n, "betas", Schedule::from_betas, schedule)
 }
 
 /// A schedule from an `alpha_bar` table of `n` strictly decreasing values in (0, 1).
@@ -416,15 +407,26 @@ pub extern "C" fn dpm_schedule_from_alpha_bar(
     n: usize,
     schedule: *mut *mut dpm_schedule,
 ) -> dpm_status {
+    schedule_from_table(
+        alpha_bar,
+        n,
+        "alpha_bar",
+        Schedule::from_alpha_bar,
+        schedule,
+    )
+}
+
+/// A schedule built by `build` from the caller's table of `n` values.
+fn schedule_from_table(
+    table: *const f64,
+    n: usize,
+    what: &'static str,
+    build: fn(&[f64]) -> crate::error::Result<Schedule>,
+    schedule: *mut *mut dpm_schedule,
+) -> dpm_status {
     guard0(|| {
-        let a = slice(alpha_bar, n, "alpha_bar")?;
-        boxed(
-            dpm_schedule {
-                sched: Schedule::from_alpha_bar(a)?,
-            },
-            schedule,
-            "schedule",
-        )
+        let sched = build(slice(table, n, what)?)?;
+        boxed(dpm_schedule { sched }, schedule, "schedule")
     })
 }
 
