@@ -168,6 +168,18 @@ impl Schedule {
                 "alpha_bar reaches 0 at step {i} (the betas destroy the signal completely)"
             ));
         }
+        // A beta below f32 resolution (~6e-8) leaves alpha_bar at 1 (infinite log-SNR) or
+        // equal to its predecessor (a flat step the log-SNR inverse cannot divide by).
+        let mut prev = 1.0;
+        for (i, &a) in alpha_bar.iter().enumerate() {
+            if a >= prev {
+                return invalid(format!(
+                    "beta[{i}] = {} is too small: alpha_bar does not decrease in f32",
+                    betas[i]
+                ));
+            }
+            prev = a;
+        }
         Ok(Self::from_table(kind, alpha_bar))
     }
 
@@ -354,5 +366,11 @@ mod tests {
         assert!(Schedule::from_betas(&[0.1, 1.5]).is_err());
         assert!(Schedule::from_alpha_bar(&[0.9, 0.95]).is_err());
         assert!(named("nope", 10).is_err());
+        // Found by fuzzing: betas below f32 resolution gave alpha_bar = 1 (infinite logSNR).
+        assert!(Schedule::linear(1e-14, 0.02, 50).is_err());
+        assert!(Schedule::from_betas(&[0.1, 1e-9, 0.1]).is_err());
+        // Far too many steps, or a product that underflows to 0.
+        assert!(Schedule::linear(1e-4, 0.02, MAX_STEPS + 1).is_err());
+        assert!(Schedule::from_betas(&[0.999; 40]).is_err());
     }
 }
