@@ -121,7 +121,6 @@ impl Sampler {
             )));
         }
         let rows = x_init.len() / dim;
-        check_batch(rows, dim)?;
         if let Some(l) = labels {
             if l.len() != rows {
                 return Err(Error::Shape(format!("{} labels for {rows} rows", l.len())));

@@ -91,14 +91,8 @@ impl Solver {
         noise: NoiseKeys,
     ) -> Result<Self> {
         cfg.validate()?;
-        if rows == 0 || dim == 0 {
-            return Err(Error::Shape(format!(
-                "batch of {rows} x {dim}: both must be positive"
-            )));
-        }
-        let n = rows
-            .checked_mul(dim)
-            .ok_or_else(|| Error::Shape("batch too large".into()))?;
+        crate::sampler::check_batch(rows, dim)?;
+        let n = rows * dim;
         if x_init.len() != n {
             return Err(Error::Shape(format!(
                 "x_init has {} values, expected {rows} x {dim} = {n}",
