@@ -438,10 +438,31 @@ impl OnnxModel {
     }
 
     fn run_bound(&mut self) -> Result<()> {
-        let Some(b) = self.bound.as_ref() else {
+        let Some(b) = self.bound.as_mut() else {
             return Err(Error::State("no bound tensors".into()));
         };
-        self.session.run_binding(&b.binding)?;
+        // ONNX Runtime copies an input to the provider's device when it is bound (a no-op on
+        // the CPU), so with CUDA the values written since the last bind would go unseen:
+        // inputs are bound again before every run.
+        let Bound {
+            binding,
+            x,
+            t,
+            labels,
+            ..
+        } = b;
+        binding.bind_input(&self.info.x_name, x)?;
+        match t {
+            TimeTensor::F32(v) => binding.bind_input(&self.info.t_name, v)?,
+            TimeTensor::I64(v) => binding.bind_input(&self.info.t_name, v)?,
+        }
+        if let (Some(n), Some(l)) = (&self.info.labels_name, labels.as_ref()) {
+            binding.bind_input(n, l)?;
+        }
+        binding.synchronize_inputs()?;
+        self.session.run_binding(binding)?;
+        // Outputs bound in host memory are copied back by the run; wait for those copies.
+        binding.synchronize_outputs()?;
         Ok(())
     }
 

@@ -182,7 +182,11 @@ pub struct Trainer {
     state: [Vec<Tensor<f32>>; 2],
     cur: usize,
     sets: usize,
+    /// Input names of the state tensors, in the order of a state set.
+    state_names: Vec<String>,
     inputs: Inputs,
+    /// Optimizer settings fed as scalar inputs (weight decay, clipping, EMA decay).
+    extra: Vec<(String, Tensor<f32>)>,
     sched: Schedule,
     data: Box<dyn DataSource>,
     step: u64,
@@ -191,6 +195,40 @@ pub struct Trainer {
     noise: Vec<f32>,
     labels: Vec<i64>,
     uniform: Vec<f64>,
+}
+
+/// Binds every input of the training graph: one state set (`names[i]` <- `state[i]`), the
+/// batch and the optimizer scalars.
+fn bind_inputs(
+    bd: &mut IoBinding,
+    names: &[String],
+    state: &[Tensor<f32>],
+    inputs: &Inputs,
+    extra: &[(String, Tensor<f32>)],
+) -> Result<()> {
+    for (n, v) in names.iter().zip(state) {
+        bd.bind_input(n, v)?;
+    }
+    bd.bind_input("x_t", &inputs.x_t)?;
+    for (n, v) in [("t", &inputs.t), ("eps", &inputs.eps)] {
+        if let Some(v) = v {
+            bd.bind_input(n, v)?;
+        }
+    }
+    for (n, v) in [
+        ("labels", &inputs.labels),
+        ("dropout_seed", &inputs.dropout_seed),
+    ] {
+        if let Some(v) = v {
+            bd.bind_input(n, v)?;
+        }
+    }
+    bd.bind_input("lr", &inputs.lr)?;
+    bd.bind_input("step", &inputs.step)?;
+    for (n, v) in extra {
+        bd.bind_input(n, v)?;
+    }
+    Ok(())
 }
 
 fn scalar_f32(alloc: &ort::memory::Allocator, v: f32) -> Result<Tensor<f32>> {
@@ -305,49 +343,32 @@ impl Trainer {
                 manifest.network, cfg.data
             )));
         }
-        let mut extra: Vec<(&str, Tensor<f32>)> = vec![];
+        let mut extra: Vec<(String, Tensor<f32>)> = vec![];
         for (name, v) in [
             ("weight_decay", cfg.weight_decay),
             ("clip_norm", cfg.clip_norm),
             ("ema_decay", cfg.ema_decay),
         ] {
             if has(name) {
-                extra.push((name, scalar_f32(alloc, v as f32)?));
+                extra.push((name.into(), scalar_f32(alloc, v as f32)?));
             }
         }
         let prefixes_in = ["p.", "m.", "v.", "e."];
         let prefixes_out = ["p_out.", "m_out.", "v_out.", "e_out."];
         let np = manifest.params.len();
+        let state_names: Vec<String> = prefixes_in[..sets]
+            .iter()
+            .flat_map(|pre| {
+                manifest
+                    .params
+                    .iter()
+                    .map(move |p| format!("{pre}{}", p.name))
+            })
+            .collect();
         let mut bindings = Vec::with_capacity(2);
-        for dir in 0..2 {
-            let src = dir;
+        for src in &state {
             let mut bd = session.create_binding()?;
-            for s in 0..sets {
-                for (i, p) in manifest.params.iter().enumerate() {
-                    bd.bind_input(
-                        format!("{}{}", prefixes_in[s], p.name),
-                        &state[src][s * np + i],
-                    )?;
-                }
-            }
-            bd.bind_input("x_t", &inputs.x_t)?;
-            if let Some(t) = &inputs.t {
-                bd.bind_input("t", t)?;
-            }
-            if let Some(t) = &inputs.eps {
-                bd.bind_input("eps", t)?;
-            }
-            if let Some(t) = &inputs.labels {
-                bd.bind_input("labels", t)?;
-            }
-            if let Some(t) = &inputs.dropout_seed {
-                bd.bind_input("dropout_seed", t)?;
-            }
-            bd.bind_input("lr", &inputs.lr)?;
-            bd.bind_input("step", &inputs.step)?;
-            for (n, t) in &extra {
-                bd.bind_input(*n, t)?;
-            }
+            bind_inputs(&mut bd, &state_names, src, &inputs, &extra)?;
             bindings.push(bd);
         }
         // Outputs: bound after all inputs, since binding an output needs a mutable tensor.
@@ -382,7 +403,9 @@ impl Trainer {
             state,
             cur: 0,
             sets,
+            state_names,
             inputs,
+            extra,
             data,
             step: 0,
             losses: Vec::new(),
@@ -540,7 +563,20 @@ impl Trainer {
         }
         self.inputs.lr.extract_tensor_mut().1[0] = self.cfg.lr_at(k) as f32;
         self.inputs.step.extract_tensor_mut().1[0] = k as f32;
-        self.session.run_binding(&self.bindings[self.cur])?;
+        // ONNX Runtime copies an input to the provider's device when it is bound (a no-op on
+        // the CPU), so with CUDA every input is bound again with this step's values.
+        let bd = &mut self.bindings[self.cur];
+        bind_inputs(
+            bd,
+            &self.state_names,
+            &self.state[self.cur],
+            &self.inputs,
+            &self.extra,
+        )?;
+        bd.synchronize_inputs()?;
+        self.session.run_binding(bd)?;
+        // Outputs bound in host memory are copied back by the run; wait for those copies.
+        bd.synchronize_outputs()?;
         let loss = self.inputs.loss.extract_tensor().1[0];
         if !loss.is_finite() {
             return Err(Error::NonFinite {
