@@ -52,10 +52,12 @@ class AdamDefaults:
 
 
 # Parameter tensors with at least this many elements get their own optimizer nodes; smaller
-# ones share flat vectors (see build_train_graph).  Default: everything in one flat vector.
-# On CPU per-tensor and flat updates measured the same (toy2d, unet_small); on GPU the flat
-# form needs ~30 kernel launches per step instead of ~14 per tensor (7600 for afhq64).
-CHUNK_THRESHOLD = 1 << 62
+# ones share flat vectors (see build_train_graph).  Measured with ONNX Runtime 1.31.1: on CPU
+# per-tensor and flat updates cost the same (toy2d, unet_small); on the CUDA provider (H200)
+# concatenating and splitting all afhq64 parameters took ~3.6 s of a 3.7 s step (Concat and
+# Split of hundreds of tensors are slow kernels there), so large tensors stay whole.  At 2^16
+# toy2d keeps one flat vector and afhq64 has 0.5% of its values in one.
+CHUNK_THRESHOLD = 1 << 16
 
 
 def loss_fn(net: Network, ctx: BuildContext, data: dict[str, Value]) -> Value:

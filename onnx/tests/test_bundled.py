@@ -47,7 +47,8 @@ def test_regeneration_is_byte_identical(tmp_path):
     present.discard("afhq64.weights.bin")  # may be generated locally (git-ignored)
     assert present == expected
     for p in MODELS.iterdir():
-        assert p.stat().st_size < 20 * 2 ** 20, f"{p.name} is too large to commit"
+        if p.name != "afhq64.weights.bin":
+            assert p.stat().st_size < 20 * 2 ** 20, f"{p.name} is too large to commit"
 
 
 @pytest.mark.parametrize("name", ALL)
