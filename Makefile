@@ -1,5 +1,5 @@
 # libdpm: the two commands of the README, and their parts.
-.PHONY: setup demo test bench build examples install valgrind sanitize fuzz
+.PHONY: setup demo test bench build examples install valgrind sanitize fuzz gpu-check
 
 setup:
 	./scripts/setup
@@ -48,3 +48,10 @@ sanitize: setup
 FUZZ_SECONDS ?= 300
 fuzz: setup
 	./scripts/fuzz $(FUZZ_SECONDS)
+
+# The CUDA provider against the CPU, and timed (needs an NVIDIA GPU; not part of `make test`).
+gpu-check: setup
+	./scripts/setup-gpu
+	cargo build --release
+	$(MAKE) -C examples-c all
+	./scripts/gpu-check

@@ -211,16 +211,18 @@ impl Runtime {
         drop(guard);
         let provider = match opts.provider {
             Provider::Cpu => Provider::Cpu,
-            p @ Provider::Cuda { .. } => match cuda_available() {
-                Ok(()) => p,
-                Err(_) if opts.cpu_fallback => Provider::Cpu,
-                Err(reason) => {
-                    return Err(Error::ProviderUnavailable {
-                        provider: p.name(),
-                        reason,
-                    })
+            p @ Provider::Cuda { device_id } => {
+                match cuda_available().and_then(|()| probe_cuda(&env, device_id)) {
+                    Ok(()) => p,
+                    Err(_) if opts.cpu_fallback => Provider::Cpu,
+                    Err(reason) => {
+                        return Err(Error::ProviderUnavailable {
+                            provider: p.name(),
+                            reason,
+                        })
+                    }
                 }
-            },
+            }
         };
         Ok(Self {
             env,
@@ -267,6 +269,11 @@ impl Runtime {
         b = b
             .with_intra_op_spinning(self.spinning)
             .map_err(ort::Error::from)?;
+        // DPM_ORT_PROFILE=PREFIX: ONNX Runtime's per-node profile of every session, written
+        // as PREFIX_<date>.json when the session ends (for finding slow operators).
+        if let Some(prefix) = std::env::var_os("DPM_ORT_PROFILE").filter(|p| !p.is_empty()) {
+            b = b.with_profiling(prefix).map_err(ort::Error::from)?;
+        }
         if let Provider::Cuda { device_id } = self.provider {
             let ep = ort::ep::CUDA::default()
                 .with_device_id(device_id)
@@ -423,13 +430,59 @@ fn load(path: &Path) -> Result<Environment> {
     }
 }
 
+/// A one-node ONNX model (Identity on float[1]; made with onnx.helper, opset 13): a session
+/// of it on a provider shows that the provider's library and its CUDA/cuDNN libraries load.
+const PROBE_MODEL: &[u8] = &[
+    8, 8, 58, 59, 10, 16, 10, 1, 120, 18, 1, 121, 34, 8, 73, 100, 101, 110, 116, 105, 116, 121, 18,
+    5, 112, 114, 111, 98, 101, 90, 15, 10, 1, 120, 18, 10, 10, 8, 8, 1, 18, 4, 10, 2, 8, 1, 98, 15,
+    10, 1, 121, 18, 10, 10, 8, 8, 1, 18, 4, 10, 2, 8, 1, 66, 4, 10, 0, 16, 13,
+];
+
+/// Whether a CUDA session really starts: the provider library is in the ONNX Runtime build but
+/// can still fail to load (no CUDA 13 / cuDNN 9 libraries, no GPU), which only a session shows.
+fn probe_cuda(env: &Environment, device_id: i32) -> std::result::Result<(), String> {
+    let ep = ort::ep::CUDA::default()
+        .with_device_id(device_id)
+        .build()
+        .error_on_failure();
+    Session::builder(env)
+        .and_then(|b| b.with_execution_providers([ep]).map_err(ort::Error::from))
+        .and_then(|mut b| b.commit_from_memory(PROBE_MODEL))
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "{e} (the CUDA provider needs an NVIDIA GPU and the CUDA 13 and cuDNN 9 \
+libraries on the loader path: scripts/setup-gpu --cuda-libs installs them)"
+            )
+        })
+}
+
 fn cuda_available() -> std::result::Result<(), String> {
     use ort::ep::ExecutionProvider;
     match <ort::ep::CUDA as ExecutionProvider>::is_available() {
         Ok(true) => Ok(()),
-        Ok(false) => Err("this ONNX Runtime build has no CUDA execution provider; install the GPU runtime \
-(pip download onnxruntime-gpu==1.31.1 with its CUDA 13 nvidia-* wheels, see the README) and point DPM_ORT_LIB at its libonnxruntime.so"
+        Ok(false) => Err("this ONNX Runtime build has no CUDA execution provider; fetch the GPU build \
+with scripts/setup-gpu (onnxruntime-gpu 1.31.1 from PyPI) and point DPM_ORT_LIB at its libonnxruntime.so"
             .into()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe model is a valid ONNX model: a CPU session of it runs and copies its input.
+    #[test]
+    fn probe_model_runs_on_the_cpu() {
+        let rt = Runtime::new(&RuntimeOptions::default()).unwrap();
+        let mut s = Session::builder(&rt.env)
+            .unwrap()
+            .commit_from_memory(PROBE_MODEL)
+            .unwrap();
+        let x = ort::value::Tensor::from_array(([1usize], vec![2.5f32])).unwrap();
+        let out = s.run(ort::inputs!["x" => x]).unwrap();
+        let (_, y) = out["y"].try_extract_tensor::<f32>().unwrap();
+        assert_eq!(y, &[2.5]);
     }
 }
