@@ -165,7 +165,8 @@ typedef struct dpm_sampler_params {
   const double *custom_times;
   // Length of `custom_times`.
   size_t num_custom_times;
-  // DDIM stochasticity in [0, 1].
+  // Stochasticity: DDIM's eta in [0, 1]; for DPM-Solver++ multistep of order 1 or 2, eta in
+  // [0, 4] (> 0: SDE-DPM-Solver++, 1 = the reverse SDE, as the `dpm++2m-sde` preset).
   double eta;
   // Nonzero: lower-order final steps on runs under 15 steps.
   int32_t lower_order_final;

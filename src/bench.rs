@@ -330,17 +330,10 @@ pub fn run(
         )),
         (_, false) => None,
     };
-    // Every solver name resolves before anything runs.
-    // `NAME@SPACING` runs a preset on another spacing (e.g. `dpm++2m-sde@logsnr`).
+    // Every solver name resolves before anything runs. `NAME@SPACING:eta=X` runs a preset on
+    // another spacing or with another eta (SolverConfig::parse).
     let preset = |name: &str, nfe: usize| -> Result<SolverConfig> {
-        let (preset, spacing) = match name.split_once('@') {
-            Some((p, s)) => (p, Some(crate::spacing::Spacing::named(s)?)),
-            None => (name, None),
-        };
-        let mut c = SolverConfig::named(preset, nfe)?;
-        if let Some(sp) = spacing {
-            c.spacing = sp;
-        }
+        let mut c = SolverConfig::parse(name, nfe)?;
         c.prediction = info.prediction;
         Ok(c)
     };

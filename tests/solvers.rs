@@ -456,12 +456,11 @@ fn sde_dpm_solver_pp_2m_samples_the_data_distribution() {
         }
         (m, c)
     };
-    let moment_error = |nfe: usize| {
+    let moment_error = |nfe: usize, eta: f64| {
         let n = 20_000;
-        let (x, _) = gmm_run(
-            SolverConfig::named("dpm++2m-sde", nfe).unwrap(),
-            &SampleIds::range(9, 0, n),
-        );
+        let mut cfg = SolverConfig::named("dpm++2m-sde", nfe).unwrap();
+        cfg.eta = eta;
+        let (x, _) = gmm_run(cfg, &SampleIds::range(9, 0, n));
         let mut m = [0.0; 2];
         for r in x.chunks(2) {
             for i in 0..2 {
@@ -485,11 +484,48 @@ fn sde_dpm_solver_pp_2m_samples_the_data_distribution() {
         }
         e
     };
-    let (coarse, fine) = (moment_error(6), moment_error(50));
-    println!("moment error: {coarse:.4} at 6 NFE, {fine:.4} at 50 NFE");
-    assert!(fine < 0.05, "moments off by {fine} at 50 NFE");
-    assert!(
-        fine < coarse,
-        "more steps should sample better: {coarse} -> {fine}"
+    // Every eta samples the same marginals (the SDE family shares them; 0 is the ODE).
+    for eta in [1.0, 0.5, 2.0] {
+        let (coarse, fine) = (moment_error(6, eta), moment_error(50, eta));
+        println!("eta {eta}: moment error {coarse:.4} at 6 NFE, {fine:.4} at 50 NFE");
+        assert!(fine < 0.05, "eta {eta}: moments off by {fine} at 50 NFE");
+        assert!(
+            fine < coarse,
+            "eta {eta}: more steps should sample better: {coarse} -> {fine}"
+        );
+    }
+}
+
+/// `NAME@SPACING:eta=X` names a preset with options; eta = 0 on SDE-DPM-Solver++ is
+/// DPM-Solver++(2M) itself, and out-of-range or misplaced etas are refused.
+#[test]
+fn solver_specs_with_spacing_and_eta() {
+    let c = SolverConfig::parse("dpm++2m-sde@logsnr:eta=1.5", 20).unwrap();
+    assert_eq!((c.spacing.clone(), c.eta), (Spacing::LogSnr, 1.5));
+    assert!(c.validate().is_ok());
+    assert_eq!(
+        SolverConfig::parse("dpm1", 20).unwrap(),
+        SolverConfig::named("dpm1", 20).unwrap()
     );
+    let ids = SampleIds::range(3, 0, 64);
+    let (ode, _) = gmm_run(SolverConfig::named("dpm++2m", 12).unwrap(), &ids);
+    let (sde0, _) = gmm_run(SolverConfig::parse("dpm++2m-sde:eta=0", 12).unwrap(), &ids);
+    assert_eq!(ode, sde0);
+    for bad in [
+        "dpm++2m-sde:eta=x",
+        "dpm++2m-sde:tau=1",
+        "dpm++2m@cubic",
+        "nope:eta=1",
+    ] {
+        assert!(SolverConfig::parse(bad, 20).is_err(), "{bad}");
+    }
+    for invalid in [
+        "dpm++2m-sde:eta=4.5",
+        "dpm++2m-sde:eta=-1",
+        "dpm2:eta=1",
+        "ddim:eta=1.5",
+    ] {
+        let c = SolverConfig::parse(invalid, 20).unwrap();
+        assert!(c.validate().is_err(), "{invalid}");
+    }
 }

@@ -71,8 +71,9 @@ pub struct BenchArgs {
     /// The ONNX model (2D: CD; images: FID).
     #[arg(long)]
     model: PathBuf,
-    /// Solver presets, comma-separated (adaptive ones run once per --rtol); NAME@SPACING runs
-    /// a preset on another spacing (e.g. dpm++2m-sde@logsnr).
+    /// Solver presets, comma-separated (adaptive ones run once per --rtol); NAME@SPACING:eta=X
+    /// runs a preset on another spacing or stochasticity (e.g. dpm++2m-sde@logsnr,
+    /// dpm++2m-sde:eta=1.5).
     #[arg(long, value_delimiter = ',', default_values_t = bench::DEFAULT_SOLVERS.iter().map(|s| s.to_string()))]
     solvers: Vec<String>,
     /// NFE values, comma-separated.

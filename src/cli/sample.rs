@@ -22,7 +22,7 @@ pub struct SampleArgs {
     /// The ONNX model (e.g. OUT/model/toy2d.onnx from `dpm train`).
     #[arg(long)]
     model: PathBuf,
-    /// Solver preset (see `dpm solvers`).
+    /// Solver preset (see `dpm solvers`), optionally NAME@SPACING:eta=X (e.g. dpm++2m-sde:eta=1.5).
     #[arg(long, default_value = "dpm2")]
     solver: String,
     /// Network evaluations per sample.
@@ -79,7 +79,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     let rt = a.rt.runtime()?;
     let mut model = OnnxModel::load(&rt, &a.model)?;
     let info = model.info().clone();
-    let mut solver = SolverConfig::named(&a.solver, a.nfe)?;
+    let mut solver = SolverConfig::parse(&a.solver, a.nfe)?;
     solver.prediction = info.prediction;
     if let Some(s) = &a.spacing {
         solver.spacing = Spacing::named(s)?;

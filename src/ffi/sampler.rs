@@ -94,7 +94,8 @@ pub struct dpm_sampler_params {
     pub custom_times: *const f64,
     /// Length of `custom_times`.
     pub num_custom_times: usize,
-    /// DDIM stochasticity in [0, 1].
+    /// Stochasticity: DDIM's eta in [0, 1]; for DPM-Solver++ multistep of order 1 or 2, eta in
+    /// [0, 4] (> 0: SDE-DPM-Solver++, 1 = the reverse SDE, as the `dpm++2m-sde` preset).
     pub eta: f64,
     /// Nonzero: lower-order final steps on runs under 15 steps.
     pub lower_order_final: i32,

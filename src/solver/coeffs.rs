@@ -187,23 +187,28 @@ pub fn multistep(d: Domain, order: usize, hist: &[At], t: &At) -> Lin {
 
 /// SDE-DPM-Solver++ (Lu et al. 2022, DPM-Solver++ section 5; diffusers' "sde-dpmsolver++"):
 /// the multistep update of the reverse SDE in the data domain from `p0` to `t`, first order
-/// (exactly DDPM's ancestral step) or second order with the midpoint correction from `p1`.
+/// (at `eta = 1` exactly DDPM's ancestral step) or second order with the midpoint correction
+/// from `p1`. `eta` scales the stochasticity of the reverse-time SDE family that shares the
+/// data's marginals (as k-diffusion's `sample_dpmpp_2m_sde`): 0 is the probability-flow ODE
+/// (DPM-Solver++(2M)), 1 the reverse SDE, larger values inject and remove more noise.
 /// Returns the coefficients of `x`, `m0`, `m1` and the standard deviation of the fresh noise:
-/// `x_t = (sigma_t/sigma_s) e^-h x + alpha_t (1 - e^-2h) (m0 + D1/2) + sigma_t sqrt(1 - e^-2h) z`
-/// with `D1 = (m0 - m1) / r0`.
-pub fn multistep_sde(order: usize, hist: &[At], t: &At) -> (Lin, f64) {
+/// `x_t = (sigma_t/sigma_s) e^(-eta h) x + alpha_t (1 - e^(-(1+eta) h)) (m0 + D1/2)
+///        + sigma_t sqrt(1 - e^(-2 eta h)) z` with `D1 = (m0 - m1) / r0`.
+pub fn multistep_sde(order: usize, hist: &[At], t: &At, eta: f64) -> (Lin, f64) {
     let p0 = &hist[0];
     let h = t.lambda - p0.lambda;
-    let one_minus = -(-2.0 * h).exp_m1();
-    let a = (t.sigma / p0.sigma) * (-h).exp();
-    let w = t.alpha() * one_minus;
+    let w = t.alpha() * -(-(1.0 + eta) * h).exp_m1();
+    let a = (t.sigma / p0.sigma) * (-eta * h).exp();
     let c = if order >= 2 && hist.len() >= 2 {
         let r0 = (p0.lambda - hist[1].lambda) / h;
         [w + 0.5 * w / r0, -0.5 * w / r0, 0.0]
     } else {
         [w, 0.0, 0.0]
     };
-    (Lin { a, c }, t.sigma * one_minus.max(0.0).sqrt())
+    (
+        Lin { a, c },
+        t.sigma * (-(-2.0 * eta * h).exp_m1()).max(0.0).sqrt(),
+    )
 }
 
 /// DDIM from `s` to `t` on a noise prediction: returns the coefficients and the standard

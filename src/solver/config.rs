@@ -120,7 +120,8 @@ pub struct SolverConfig {
     /// Where the steps are placed.
     pub spacing: Spacing,
     /// Stochasticity: DDIM's eta in [0, 1] (DDPM is 1); for DPM-Solver++ multistep (order 1
-    /// or 2), 1 selects SDE-DPM-Solver++, the solver of the reverse SDE.
+    /// or 2), eta > 0 selects SDE-DPM-Solver++ (up to [`MAX_SDE_ETA`]; 1 is the reverse SDE,
+    /// the `dpm++2m-sde` preset).
     pub eta: f64,
     /// Lower the order of the last steps of short runs (< 15 steps) for stability.
     pub lower_order_final: bool,
@@ -135,6 +136,10 @@ pub struct SolverConfig {
     /// Threads for the elementwise updates (1 = the calling thread).
     pub threads: usize,
 }
+
+/// Largest eta of SDE-DPM-Solver++: past a few units the update is close to predicting the
+/// data and noising it afresh at every step.
+pub const MAX_SDE_ETA: f64 = 4.0;
 
 /// The preset names [`SolverConfig::named`] knows.
 pub const SOLVER_NAMES: &[&str] = &[
@@ -224,6 +229,37 @@ impl SolverConfig {
         Ok(c)
     }
 
+    /// A preset with options, as the command line and the benchmark name them:
+    /// `NAME[@SPACING][:eta=X]`, e.g. `dpm++2m@logsnr` or `dpm++2m-sde:eta=1.5`.
+    pub fn parse(spec: &str, nfe: usize) -> Result<Self> {
+        let (rest, eta) = match spec.split_once(':') {
+            Some((r, opt)) => {
+                let v = opt.strip_prefix("eta=").ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "solver option '{opt}' in '{spec}': the one option is eta=X"
+                    ))
+                })?;
+                let v: f64 = v.parse().map_err(|_| {
+                    Error::InvalidArgument(format!("eta '{v}' in '{spec}' is not a number"))
+                })?;
+                (r, Some(v))
+            }
+            None => (spec, None),
+        };
+        let (name, spacing) = match rest.split_once('@') {
+            Some((n, sp)) => (n, Some(Spacing::named(sp)?)),
+            None => (rest, None),
+        };
+        let mut c = Self::named(name, nfe)?;
+        if let Some(sp) = spacing {
+            c.spacing = sp;
+        }
+        if let Some(e) = eta {
+            c.eta = e;
+        }
+        Ok(c)
+    }
+
     /// Checks the configuration for consistency.
     pub fn validate(&self) -> Result<()> {
         if !(1..=3).contains(&self.order) {
@@ -237,19 +273,18 @@ impl SolverConfig {
         {
             return invalid("DDPM and DDIM are first-order singlestep solvers");
         }
-        if !(0.0..=1.0).contains(&self.eta) {
-            return invalid(format!("eta must lie in [0, 1], got {}", self.eta));
+        let sde_pp = self.algorithm == Algorithm::DpmSolverPp
+            && self.method == Method::Multistep
+            && self.order <= 2;
+        let ddim = matches!(self.algorithm, Algorithm::Ddpm | Algorithm::Ddim);
+        let max_eta = if sde_pp { MAX_SDE_ETA } else { 1.0 };
+        if !(0.0..=max_eta).contains(&self.eta) {
+            return invalid(format!("eta must lie in [0, {max_eta}], got {}", self.eta));
         }
-        if self.eta > 0.0
-            && !matches!(self.algorithm, Algorithm::Ddpm | Algorithm::Ddim)
-            && !(self.algorithm == Algorithm::DpmSolverPp
-                && self.method == Method::Multistep
-                && self.order <= 2
-                && self.eta == 1.0)
-        {
+        if self.eta > 0.0 && !ddim && !sde_pp {
             return invalid(
-                "eta applies to DDPM/DDIM, and (as 1, SDE-DPM-Solver++) to DPM-Solver++ \
-                 multistep of order 1 or 2",
+                "eta applies to DDPM/DDIM (in [0, 1]) and to DPM-Solver++ multistep of order 1 or \
+                 2 (SDE-DPM-Solver++, in [0, 4])",
             );
         }
         if self.method == Method::Adaptive && self.order < 2 {

@@ -475,7 +475,7 @@ impl Solver {
             *a = h.1;
         }
         let (lin, std) = if self.cfg.eta > 0.0 {
-            coeffs::multistep_sde(order, &ats[..order], &self.at(p.to))
+            coeffs::multistep_sde(order, &ats[..order], &self.at(p.to), self.cfg.eta)
         } else {
             (
                 coeffs::multistep(self.domain, order, &ats[..order], &self.at(p.to)),
