@@ -256,6 +256,9 @@ impl Trainer {
             manifest.train.clone()
         };
         let classify = manifest.task == "classify";
+        // Read (and check) the initial weights first: a missing file is reported at once, not
+        // after the graph's optimization (half a minute for afhq64).
+        let init = manifest.initial_weights()?;
         let session = rt.session(&manifest.dir.join(&graph.file))?;
         let has = |n: &str| graph.inputs.iter().any(|i| i.name == n);
         let sets = if ema { 4 } else { 3 };
@@ -389,7 +392,6 @@ impl Trainer {
         let [b0, b1]: [IoBinding; 2] = bindings
             .try_into()
             .map_err(|_| Error::State("bindings".into()))?;
-        let init = manifest.initial_weights()?;
         let mut me = Self {
             sched: Schedule::reference(),
             x0: vec![0.0; b * dim],
