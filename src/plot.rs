@@ -214,14 +214,7 @@ pub fn scatter_png_with<S: AsRef<str>>(
                 .label(format!("{label} ({})", pts.len()))
                 .legend(move |(x, y)| Circle::new((x + 8, y), 5, c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 16))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.5))
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart)?;
         Ok(())
     })
 }
@@ -309,14 +302,7 @@ pub fn loss_curve_png(path: impl AsRef<Path>, losses: &[f32], title: &str) -> Re
                     PathElement::new(vec![(x, y), (x + 20, y)], dark.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 16))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.5))
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart)?;
         Ok(())
     })
 }
@@ -431,14 +417,7 @@ where
             .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
             .map_err(draw_err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.5))
-        .draw()
-        .map_err(draw_err)?;
+    draw_legend(&mut chart)?;
     Ok(())
 }
 
@@ -523,6 +502,22 @@ fn check_size(width: u32, height: u32) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The legend of a chart's labelled series, in its upper right corner (every chart's style).
+fn draw_legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>) -> std::result::Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.5))
+        .draw()
+        .map_err(draw_err)
 }
 
 fn draw_err(e: impl std::fmt::Display) -> String {
