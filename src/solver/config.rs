@@ -282,10 +282,10 @@ impl SolverConfig {
             return invalid(format!("eta must lie in [0, {max_eta}], got {}", self.eta));
         }
         if self.eta > 0.0 && !ddim && !sde_pp {
-            return invalid(
+            return invalid(format!(
                 "eta applies to DDPM/DDIM (in [0, 1]) and to DPM-Solver++ multistep of order 1 or \
-                 2 (SDE-DPM-Solver++, in [0, 4])",
-            );
+                 2 (SDE-DPM-Solver++, in [0, {MAX_SDE_ETA}])"
+            ));
         }
         if self.method == Method::Adaptive && self.order < 2 {
             return invalid("adaptive solvers have order 2 (DPM-Solver-12) or 3 (DPM-Solver-23)");

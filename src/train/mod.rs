@@ -186,7 +186,7 @@ pub struct Trainer {
     state_names: Vec<String>,
     inputs: Inputs,
     /// Optimizer settings fed as scalar inputs (weight decay, clipping, EMA decay).
-    extra: Vec<(String, Tensor<f32>)>,
+    extra: Vec<(&'static str, Tensor<f32>)>,
     sched: Schedule,
     data: Box<dyn DataSource>,
     step: u64,
@@ -204,7 +204,7 @@ fn bind_inputs(
     names: &[String],
     state: &[Tensor<f32>],
     inputs: &Inputs,
-    extra: &[(String, Tensor<f32>)],
+    extra: &[(&'static str, Tensor<f32>)],
 ) -> Result<()> {
     for (n, v) in names.iter().zip(state) {
         bd.bind_input(n, v)?;
@@ -226,7 +226,7 @@ fn bind_inputs(
     bd.bind_input("lr", &inputs.lr)?;
     bd.bind_input("step", &inputs.step)?;
     for (n, v) in extra {
-        bd.bind_input(n, v)?;
+        bd.bind_input(*n, v)?;
     }
     Ok(())
 }
@@ -346,14 +346,14 @@ impl Trainer {
                 manifest.network, cfg.data
             )));
         }
-        let mut extra: Vec<(String, Tensor<f32>)> = vec![];
+        let mut extra: Vec<(&'static str, Tensor<f32>)> = vec![];
         for (name, v) in [
             ("weight_decay", cfg.weight_decay),
             ("clip_norm", cfg.clip_norm),
             ("ema_decay", cfg.ema_decay),
         ] {
             if has(name) {
-                extra.push((name.into(), scalar_f32(alloc, v as f32)?));
+                extra.push((name, scalar_f32(alloc, v as f32)?));
             }
         }
         let prefixes_in = ["p.", "m.", "v.", "e."];
