@@ -1,5 +1,5 @@
 # libdpm: the two commands of the README, and their parts.
-.PHONY: setup demo test bench build examples install valgrind sanitize fuzz gpu-check
+.PHONY: setup demo test bench build examples install valgrind sanitize fuzz gpu-check parity
 
 setup:
 	./scripts/setup
@@ -17,6 +17,11 @@ demo: setup
 # Every test.
 test: setup
 	./scripts/test
+
+# Training parity against PyTorch (installs PyTorch; not part of the test command, which checks
+# the committed fixture tests/data/parity/ instead). `scripts/parity runs` trains both on 6 seeds.
+parity: setup
+	./scripts/parity
 
 # Benchmarks (criterion): not part of the test command.
 bench: setup

@@ -26,6 +26,7 @@
 
 pub mod bench;
 pub mod data;
+mod dylib;
 pub mod error;
 pub mod exact;
 pub mod ffi;

@@ -126,7 +126,7 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
         }
     }
     let mut dirs = Vec::new();
-    if let Some(d) = crate::ffi::own_library_dir() {
+    if let Some(d) = crate::dylib::own_library_dir() {
         dirs.push(("next to libdpm".to_string(), d));
     }
     if let Some(d) = std::env::current_exe()
@@ -247,7 +247,7 @@ impl Runtime {
     pub fn ort_version(&self) -> String {
         // ort::info() is the build-info string ("ORT Build Info: git-branch=..."), which does
         // not carry the version; OrtApiBase::GetVersionString does.
-        crate::ffi::ort_library_version(&self.library).unwrap_or_default()
+        crate::dylib::ort_library_version(&self.library).unwrap_or_default()
     }
 
     /// A session for the model at `path`, fully optimized, on this runtime's provider.

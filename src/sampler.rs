@@ -32,28 +32,7 @@ impl SampleIds {
     }
 }
 
-/// Most rows of one batch.
-pub const MAX_ROWS: usize = 1 << 24;
-/// Most values (`rows x dim`) of one batch: 8 GiB of f32 per state buffer.
-pub const MAX_BATCH_VALUES: usize = 1 << 31;
-
-/// Checks a batch shape before anything is allocated for it: both positive, at most
-/// [`MAX_ROWS`] rows and [`MAX_BATCH_VALUES`] values, so a wrong size from a caller is an
-/// error rather than an allocation that takes the host process down.
-pub fn check_batch(rows: usize, dim: usize) -> Result<()> {
-    if rows == 0 || dim == 0 {
-        return Err(Error::Shape(format!(
-            "batch of {rows} x {dim}: both must be positive"
-        )));
-    }
-    match rows.checked_mul(dim) {
-        Some(n) if rows <= MAX_ROWS && n <= MAX_BATCH_VALUES => Ok(()),
-        _ => Err(Error::Shape(format!(
-            "batch of {rows} x {dim} is too large (at most {MAX_ROWS} rows and \
-             {MAX_BATCH_VALUES} values)"
-        ))),
-    }
-}
+pub use crate::solver::{check_batch, MAX_BATCH_VALUES, MAX_ROWS};
 
 /// What the model is asked for.
 #[derive(Debug)]

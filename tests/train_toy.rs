@@ -1,6 +1,8 @@
 //! Training through the ONNX training-step graph: loss falls, resume is exact, checkpoints
 //! refuse corruption, and the exported model samples.
 
+mod common;
+
 use dpm::data::Toy2d;
 use dpm::runtime::{Runtime, RuntimeOptions};
 use dpm::train::{Manifest, Points, TrainConfig, Trainer};
@@ -196,5 +198,48 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
         !dir.join("model").exists(),
         "nothing exported from a failed run"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The trainer noises its batches with the network's own schedule (the manifest's
+/// `dpm.schedule` metadata), the one its exported model samples with, not a fixed one.
+#[test]
+fn trainer_noises_with_the_manifest_schedule() {
+    use dpm::schedule::Schedule;
+    let src = dpm::train::models_dir();
+    let dir = std::env::temp_dir().join(format!("dpm_manifest_schedule_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in [
+        "toy2d.onnx",
+        "toy2d.train.onnx",
+        "toy2d.train_ema.onnx",
+        "toy2d.weights.bin",
+    ] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(src.join("toy2d.json")).unwrap();
+    let edited = text.replace("\"dpm.beta_end\": \"0.02\"", "\"dpm.beta_end\": \"0.012\"");
+    assert_ne!(edited, text, "manifest metadata layout changed");
+    std::fs::write(dir.join("toy2d.json"), edited).unwrap();
+    let m = Manifest::load(&dir, "toy2d").unwrap();
+    let want = Schedule::linear(1e-4, 0.012, 1000).unwrap();
+    let cfg = TrainConfig::preset("toy2d").unwrap();
+    let data = Points::new(Toy2d::SwissRoll, 1000, 0).unwrap();
+    let mut tr = Trainer::new(&rt(), cfg, m, Box::new(data)).unwrap();
+    assert_eq!(tr.schedule().alpha_bar_table(), want.alpha_bar_table());
+    // Observable in the loss: it is the MSE of the network on x_t noised with that schedule.
+    // (A partly trained network, whose output depends on x_t, tells the schedules apart.)
+    for _ in 0..300 {
+        tr.train_step().unwrap();
+    }
+    let b = tr.draw_batch(301).unwrap();
+    let exported = dpm::train::export_model(tr.manifest(), &tr.raw_params(), &dir.join("now"));
+    let mut model = dpm::model::OnnxModel::load(&rt(), &exported.unwrap()).unwrap();
+    let own = common::eps_mse(&mut model, &want, &b);
+    let reference = common::eps_mse(&mut model, &Schedule::reference(), &b);
+    let loss = tr.train_step_on(&b).unwrap() as f64;
+    assert!((loss - own).abs() <= 1e-5 * own, "loss {loss}, MSE {own}");
+    // ... which the reference schedule's x_t would not give (well outside that tolerance).
+    assert!((own - reference).abs() > 1e-4 * own, "{own} vs {reference}");
     let _ = std::fs::remove_dir_all(&dir);
 }

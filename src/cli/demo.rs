@@ -117,6 +117,13 @@ pub fn run(a: &DemoArgs) -> Result<()> {
             );
         }
     }
+    if r.model_raw.is_some() {
+        println!(
+            "  (the raw weights are the last snapshot of a constant-learning-rate Adam run: their \
+             CD swings from step to step and seed to seed, in PyTorch's runs of this recipe as \
+             well; see docs/training.md)"
+        );
+    }
     println!(
         "\nwrote {}: loss.csv, loss.png, samples_*.png (scatter plots), model/ (EMA), model_raw/",
         dir.display()

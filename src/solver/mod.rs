@@ -20,6 +20,29 @@ pub use config::{
 use crate::error::{Error, Result};
 use crate::rng;
 use crate::schedule::Schedule;
+
+/// Most rows of one batch.
+pub const MAX_ROWS: usize = 1 << 24;
+/// Most values (`rows x dim`) of one batch: 8 GiB of f32 per state buffer.
+pub const MAX_BATCH_VALUES: usize = 1 << 31;
+
+/// Checks a batch shape before anything is allocated for it: both positive, at most
+/// [`MAX_ROWS`] rows and [`MAX_BATCH_VALUES`] values, so a wrong size from a caller is an
+/// error rather than an allocation that takes the host process down.
+pub fn check_batch(rows: usize, dim: usize) -> Result<()> {
+    if rows == 0 || dim == 0 {
+        return Err(Error::Shape(format!(
+            "batch of {rows} x {dim}: both must be positive"
+        )));
+    }
+    match rows.checked_mul(dim) {
+        Some(n) if rows <= MAX_ROWS && n <= MAX_BATCH_VALUES => Ok(()),
+        _ => Err(Error::Shape(format!(
+            "batch of {rows} x {dim} is too large (at most {MAX_ROWS} rows and \
+             {MAX_BATCH_VALUES} values)"
+        ))),
+    }
+}
 use coeffs::{At, Domain, Lin};
 use kernels::{lincomb, lincomb_inplace};
 
@@ -91,7 +114,7 @@ impl Solver {
         noise: NoiseKeys,
     ) -> Result<Self> {
         cfg.validate()?;
-        crate::sampler::check_batch(rows, dim)?;
+        check_batch(rows, dim)?;
         let n = rows * dim;
         if x_init.len() != n {
             return Err(Error::Shape(format!(

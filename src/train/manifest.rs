@@ -86,6 +86,10 @@ pub struct Manifest {
     /// The training-step graph that also updates an EMA copy, if generated.
     #[serde(default)]
     pub train_ema: Option<TrainGraph>,
+    /// The `dpm.*` metadata the generator wrote into the inference graph (schedule,
+    /// prediction type, ...), repeated here so that training reads the same values.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
     /// The folder holding the manifest and its graphs.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -113,6 +117,17 @@ pub fn models_dir() -> PathBuf {
 }
 
 impl Manifest {
+    /// The noise schedule the network is trained and sampled with (its `dpm.schedule`
+    /// metadata; SPEC.md's linear schedule when absent).
+    pub fn schedule(&self) -> Result<crate::schedule::Schedule> {
+        let md: Vec<(String, String)> = self
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        crate::model::schedule_from_metadata(&md)
+    }
+
     /// Loads `dir/NETWORK.json`.
     pub fn load(dir: &Path, network: &str) -> Result<Self> {
         let path = dir.join(format!("{network}.json"));

@@ -191,10 +191,25 @@ pub struct Trainer {
     data: Box<dyn DataSource>,
     step: u64,
     losses: Vec<f32>,
-    x0: Vec<f32>,
-    noise: Vec<f32>,
-    labels: Vec<i64>,
+    /// The batch of the step being run.
+    batch: Batch,
     uniform: Vec<f64>,
+}
+
+/// What one training step learns from: the clean samples, the timesteps, the target noise and
+/// the labels (after CFG label dropout). [`Trainer::draw_batch`] gives step k's batch of a run;
+/// [`Trainer::train_step_on`] trains on any batch (the PyTorch parity harness feeds both
+/// implementations the same ones).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Batch {
+    /// Clean samples, `batch * dim` values, row-major.
+    pub x0: Vec<f32>,
+    /// One timestep in `0..1000` per sample (empty for the classifier, which sees clean data).
+    pub t: Vec<usize>,
+    /// The target noise, shaped like `x0` (empty for the classifier).
+    pub eps: Vec<f32>,
+    /// One label per sample (0 = the null label; all 0 for unconditional data).
+    pub labels: Vec<i64>,
 }
 
 /// Binds every input of the training graph: one state set (`names[i]` <- `state[i]`), the
@@ -392,11 +407,16 @@ impl Trainer {
         let [b0, b1]: [IoBinding; 2] = bindings
             .try_into()
             .map_err(|_| Error::State("bindings".into()))?;
+        // The manifest's schedule, the one the exported model samples with.
+        let sched = manifest.schedule()?;
         let mut me = Self {
-            sched: Schedule::reference(),
-            x0: vec![0.0; b * dim],
-            noise: vec![0.0; b * dim],
-            labels: vec![0; b],
+            sched,
+            batch: Batch {
+                x0: vec![0.0; b * dim],
+                t: vec![0; b],
+                eps: vec![0.0; b * dim],
+                labels: vec![0; b],
+            },
             uniform: vec![0.0; b],
             cfg,
             manifest,
@@ -429,6 +449,11 @@ impl Trainer {
     /// The network's manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The noise schedule the run noises its batches with (the manifest's `dpm.schedule`).
+    pub fn schedule(&self) -> &Schedule {
+        &self.sched
     }
 
     /// Steps done.
@@ -509,56 +534,121 @@ impl Trainer {
         Ok(e)
     }
 
-    /// One optimizer step; returns its loss. A non-finite loss is an error and leaves the
-    /// state as it was before the step.
-    pub fn train_step(&mut self) -> Result<f32> {
-        let k = self.step + 1;
+    /// Step `k`'s batch (1-based) of this run, as [`Trainer::train_step`] draws it: indices
+    /// into the data set (with replacement), t uniform in `0..N`, standard-normal eps and the
+    /// CFG label dropout, each from its own Philox stream keyed by (seed, k).
+    pub fn draw_batch(&mut self, k: u64) -> Result<Batch> {
+        self.fill_batch(k)?;
+        Ok(self.batch.clone())
+    }
+
+    fn fill_batch(&mut self, k: u64) -> Result<()> {
         let (b, dim, seed) = (self.cfg.batch, self.data.dim(), self.cfg.seed);
-        // Batch indices (with replacement), timesteps, noise, label dropout: all keyed by (seed, step).
+        let classify = self.inputs.eps.is_none();
+        let bt = &mut self.batch;
         rng::fill_uniform(seed, k, STREAM_INDEX, &mut self.uniform);
         let n = self.data.len();
         for r in 0..b {
             let idx = ((self.uniform[r] * n as f64) as usize).min(n - 1);
-            self.labels[r] = self.data.get(idx, &mut self.x0[r * dim..(r + 1) * dim])?;
+            bt.labels[r] = self.data.get(idx, &mut bt.x0[r * dim..(r + 1) * dim])?;
+        }
+        if classify {
+            // The classifier learns clean images: no timesteps, no noise, no label dropout.
+            bt.t.clear();
+            bt.eps.clear();
+            return Ok(());
+        }
+        let steps = self.sched.len();
+        rng::fill_uniform(seed, k, STREAM_T, &mut self.uniform);
+        bt.t.resize(b, 0);
+        for (t, u) in bt.t.iter_mut().zip(&self.uniform) {
+            *t = ((u * steps as f64) as usize).min(steps - 1);
+        }
+        bt.eps.resize(b * dim, 0.0);
+        rng::fill_normal(seed, k, STREAM_EPS, &mut bt.eps);
+        if self.cfg.cfg_dropout > 0.0 {
+            rng::fill_uniform(seed, k, STREAM_CFG, &mut self.uniform);
+            for (l, &u) in bt.labels.iter_mut().zip(&self.uniform) {
+                if u < self.cfg.cfg_dropout {
+                    *l = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One optimizer step on this run's own batch; returns its loss. A non-finite loss is an
+    /// error and leaves the state as it was before the step.
+    pub fn train_step(&mut self) -> Result<f32> {
+        self.fill_batch(self.step + 1)?;
+        self.run_step()
+    }
+
+    /// One optimizer step on a given batch (same sizes as the run's: `batch` samples of the
+    /// network's shape); returns its loss. The run's own batch stream is not consumed: the
+    /// next [`Trainer::train_step`] uses the batch of the step after this one.
+    pub fn train_step_on(&mut self, batch: &Batch) -> Result<f32> {
+        let own = &self.batch;
+        let bad = |what: &str, got: usize, want: usize| {
+            Err(Error::Shape(format!(
+                "batch {what}: {got} values, this run takes {want}"
+            )))
+        };
+        if batch.x0.len() != own.x0.len() {
+            return bad("x0", batch.x0.len(), own.x0.len());
+        }
+        if batch.labels.len() != own.labels.len() {
+            return bad("labels", batch.labels.len(), own.labels.len());
         }
         let classify = self.inputs.eps.is_none();
-        if classify {
+        let (want_t, want_eps) = if classify {
+            (0, 0)
+        } else {
+            (own.labels.len(), own.x0.len())
+        };
+        if batch.t.len() != want_t {
+            return bad("t", batch.t.len(), want_t);
+        }
+        if batch.eps.len() != want_eps {
+            return bad("eps", batch.eps.len(), want_eps);
+        }
+        if let Some(&t) = batch.t.iter().find(|&&t| t >= self.sched.len()) {
+            return Err(Error::InvalidArgument(format!(
+                "batch timestep {t} >= {}",
+                self.sched.len()
+            )));
+        }
+        self.batch.clone_from(batch);
+        self.run_step()
+    }
+
+    /// Runs the training graph on `self.batch` as step `self.step + 1`.
+    fn run_step(&mut self) -> Result<f32> {
+        let k = self.step + 1;
+        let seed = self.cfg.seed;
+        let bt = &self.batch;
+        if self.inputs.eps.is_none() {
+            // The classifier's graph takes the labels 1..K themselves (logit column j is
+            // label j + 1).
             self.inputs
                 .x_t
                 .extract_tensor_mut()
                 .1
-                .copy_from_slice(&self.x0);
-            // The classifier learns clean images; its graph takes the labels 1..K themselves
-            // (logit column j is label j + 1).
+                .copy_from_slice(&bt.x0);
         } else {
-            rng::fill_uniform(seed, k, STREAM_T, &mut self.uniform);
-            let ts: Vec<usize> = self
-                .uniform
-                .iter()
-                .map(|u| ((u * self.sched.len() as f64) as usize).min(self.sched.len() - 1))
-                .collect();
-            rng::fill_normal(seed, k, STREAM_EPS, &mut self.noise);
             let xt = self.inputs.x_t.extract_tensor_mut().1;
-            self.sched.add_noise(&self.x0, &ts, &self.noise, xt)?;
+            self.sched.add_noise(&bt.x0, &bt.t, &bt.eps, xt)?;
             if let Some(t) = &mut self.inputs.t {
-                for (d, &s) in t.extract_tensor_mut().1.iter_mut().zip(&ts) {
+                for (d, &s) in t.extract_tensor_mut().1.iter_mut().zip(&bt.t) {
                     *d = s as f32;
                 }
             }
             if let Some(e) = &mut self.inputs.eps {
-                e.extract_tensor_mut().1.copy_from_slice(&self.noise);
-            }
-            if self.cfg.cfg_dropout > 0.0 {
-                rng::fill_uniform(seed, k, STREAM_CFG, &mut self.uniform);
-                for (l, &u) in self.labels.iter_mut().zip(&self.uniform) {
-                    if u < self.cfg.cfg_dropout {
-                        *l = 0;
-                    }
-                }
+                e.extract_tensor_mut().1.copy_from_slice(&bt.eps);
             }
         }
         if let Some(l) = &mut self.inputs.labels {
-            l.extract_tensor_mut().1.copy_from_slice(&self.labels);
+            l.extract_tensor_mut().1.copy_from_slice(&bt.labels);
         }
         if let Some(d) = &mut self.inputs.dropout_seed {
             d.extract_tensor_mut().1[0] = (seed & 0x7fff_ffff_ffff) as i64;

@@ -2,6 +2,7 @@
 //! exact probability-flow ODE solution for it.
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
 pub use dpm::exact::GaussianMixture as Gmm;
 
 /// Least-squares slope of log(err) against log(nfe).
@@ -18,4 +19,31 @@ pub fn loglog_slope(nfe: &[usize], err: &[f64]) -> f64 {
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// The denoising loss a training step computes, through the inference model instead: the MSE
+/// between `model`'s noise prediction on `batch` noised with `schedule` and the batch's eps
+/// (2D networks, one sample per evaluation since each row has its own t).
+pub fn eps_mse(
+    model: &mut dpm::model::OnnxModel,
+    schedule: &dpm::schedule::Schedule,
+    batch: &dpm::train::Batch,
+) -> f64 {
+    let mut xt = vec![0f32; batch.x0.len()];
+    schedule
+        .add_noise(&batch.x0, &batch.t, &batch.eps, &mut xt)
+        .unwrap();
+    let mut out = [0f32; 2];
+    let mut sq = 0f64;
+    for (r, &t) in batch.t.iter().enumerate() {
+        model
+            .eval(&xt[2 * r..2 * r + 2], t as f64, None, &mut out)
+            .unwrap();
+        sq += out
+            .iter()
+            .zip(&batch.eps[2 * r..2 * r + 2])
+            .map(|(o, e)| ((o - e) as f64).powi(2))
+            .sum::<f64>();
+    }
+    sq / batch.eps.len() as f64
 }
