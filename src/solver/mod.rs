@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::rng;
 use crate::schedule::Schedule;
 
+use coeffs::{At, Domain, Lin};
+use kernels::{lincomb, lincomb_inplace};
+
 /// Most rows of one batch.
 pub const MAX_ROWS: usize = 1 << 24;
 /// Most values (`rows x dim`) of one batch: 8 GiB of f32 per state buffer.
@@ -43,8 +46,6 @@ pub fn check_batch(rows: usize, dim: usize) -> Result<()> {
         ))),
     }
 }
-use coeffs::{At, Domain, Lin};
-use kernels::{lincomb, lincomb_inplace};
 
 /// Where ancestral (DDPM / DDIM eta > 0) noise comes from: row `r` uses sample
 /// `samples[r]` of seed `seeds[r]`, so noise does not depend on how samples are batched.

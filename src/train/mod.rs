@@ -411,10 +411,11 @@ impl Trainer {
         let sched = manifest.schedule()?;
         let mut me = Self {
             sched,
+            // The classifier learns clean images: its batches have no timesteps and no noise.
             batch: Batch {
                 x0: vec![0.0; b * dim],
-                t: vec![0; b],
-                eps: vec![0.0; b * dim],
+                t: vec![0; if classify { 0 } else { b }],
+                eps: vec![0.0; if classify { 0 } else { b * dim }],
                 labels: vec![0; b],
             },
             uniform: vec![0.0; b],
@@ -544,7 +545,6 @@ impl Trainer {
 
     fn fill_batch(&mut self, k: u64) -> Result<()> {
         let (b, dim, seed) = (self.cfg.batch, self.data.dim(), self.cfg.seed);
-        let classify = self.inputs.eps.is_none();
         let bt = &mut self.batch;
         rng::fill_uniform(seed, k, STREAM_INDEX, &mut self.uniform);
         let n = self.data.len();
@@ -552,19 +552,15 @@ impl Trainer {
             let idx = ((self.uniform[r] * n as f64) as usize).min(n - 1);
             bt.labels[r] = self.data.get(idx, &mut bt.x0[r * dim..(r + 1) * dim])?;
         }
-        if classify {
-            // The classifier learns clean images: no timesteps, no noise, no label dropout.
-            bt.t.clear();
-            bt.eps.clear();
+        if bt.eps.is_empty() {
+            // The classifier: clean images, no timesteps, no noise, no label dropout.
             return Ok(());
         }
         let steps = self.sched.len();
         rng::fill_uniform(seed, k, STREAM_T, &mut self.uniform);
-        bt.t.resize(b, 0);
         for (t, u) in bt.t.iter_mut().zip(&self.uniform) {
             *t = ((u * steps as f64) as usize).min(steps - 1);
         }
-        bt.eps.resize(b * dim, 0.0);
         rng::fill_normal(seed, k, STREAM_EPS, &mut bt.eps);
         if self.cfg.cfg_dropout > 0.0 {
             rng::fill_uniform(seed, k, STREAM_CFG, &mut self.uniform);
@@ -589,28 +585,18 @@ impl Trainer {
     /// next [`Trainer::train_step`] uses the batch of the step after this one.
     pub fn train_step_on(&mut self, batch: &Batch) -> Result<f32> {
         let own = &self.batch;
-        let bad = |what: &str, got: usize, want: usize| {
-            Err(Error::Shape(format!(
-                "batch {what}: {got} values, this run takes {want}"
-            )))
-        };
-        if batch.x0.len() != own.x0.len() {
-            return bad("x0", batch.x0.len(), own.x0.len());
-        }
-        if batch.labels.len() != own.labels.len() {
-            return bad("labels", batch.labels.len(), own.labels.len());
-        }
-        let classify = self.inputs.eps.is_none();
-        let (want_t, want_eps) = if classify {
-            (0, 0)
-        } else {
-            (own.labels.len(), own.x0.len())
-        };
-        if batch.t.len() != want_t {
-            return bad("t", batch.t.len(), want_t);
-        }
-        if batch.eps.len() != want_eps {
-            return bad("eps", batch.eps.len(), want_eps);
+        // The run's own buffers have this run's sizes (no t and eps for the classifier).
+        for (what, got, want) in [
+            ("x0", batch.x0.len(), own.x0.len()),
+            ("t", batch.t.len(), own.t.len()),
+            ("eps", batch.eps.len(), own.eps.len()),
+            ("labels", batch.labels.len(), own.labels.len()),
+        ] {
+            if got != want {
+                return Err(Error::Shape(format!(
+                    "batch {what}: {got} values, this run takes {want}"
+                )));
+            }
         }
         if let Some(&t) = batch.t.iter().find(|&&t| t >= self.sched.len()) {
             return Err(Error::InvalidArgument(format!(
