@@ -102,29 +102,22 @@ fn batch(b: &FixBatch) -> Batch {
     }
 }
 
-/// Offset of each tensor in the flat parameter vector.
-fn offsets(m: &Manifest) -> std::collections::HashMap<String, (usize, usize)> {
-    let mut off = 0;
-    m.params
-        .iter()
-        .map(|p| {
-            let n = p.numel();
-            off += n;
-            (p.name.clone(), (off - n, n))
-        })
-        .collect()
+/// Where tensor `name` sits in the flat parameter vector: (first value, values), from the
+/// manifest's byte layout.
+fn span(m: &Manifest, name: &str) -> (usize, usize) {
+    let p = m.params.iter().find(|p| p.name == name).unwrap();
+    (p.offset / 4, p.numel())
 }
 
 /// Gradients from Adam's first moment after step 1: m_1 = (1 - beta1) g_1.
 fn check_grads(fx: &Fixture, m: &Manifest, adam_m: &[f32]) {
-    let off = offsets(m);
     let gmax = fx
         .tensors
         .iter()
         .flat_map(|t| t.grad.iter())
         .fold(0f64, |a, &g| a.max(g.abs()));
     for t in &fx.tensors {
-        let (o, n) = off[&t.name];
+        let (o, n) = span(m, &t.name);
         let g: Vec<f64> = adam_m[o..o + n].iter().map(|&v| v as f64 / 0.1).collect();
         let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
         assert!(
@@ -147,14 +140,13 @@ fn check_grads(fx: &Fixture, m: &Manifest, adam_m: &[f32]) {
 /// Weights after a step against PyTorch's, entry by entry (entries whose step-1 gradient is
 /// far above Adam's eps, where the update is determined to float32 precision).
 fn check_params(fx: &Fixture, m: &Manifest, p: &[f32], step: usize) {
-    let off = offsets(m);
     for t in &fx.tensors {
         let want = match step {
             1 => &t.p1,
             10 => &t.p10,
             _ => &t.p100,
         };
-        let (o, _) = off[&t.name];
+        let (o, _) = span(m, &t.name);
         for (&i, &w) in t.index.iter().zip(want) {
             let got = p[o + i] as f64;
             assert!(
@@ -370,7 +362,6 @@ fn exported_raw_weights_are_the_last_step() {
 fn toy2d_initial_weights_follow_pytorch_defaults() {
     let m = Manifest::load(&dpm::train::models_dir(), "toy2d").unwrap();
     let w = m.initial_weights().unwrap();
-    let off = offsets(&m);
     for p in &m.params {
         let layer = p.name.rsplit_once('.').unwrap().0;
         let weight = m
@@ -379,7 +370,7 @@ fn toy2d_initial_weights_follow_pytorch_defaults() {
             .find(|q| q.name == format!("{layer}.weight"))
             .unwrap();
         let bound = 1.0 / (weight.shape[1] as f64).sqrt();
-        let (o, n) = off[&p.name];
+        let (o, n) = span(&m, &p.name);
         let v: Vec<f64> = w[o..o + n].iter().map(|&x| x as f64).collect();
         let max = v.iter().fold(0f64, |a, x| a.max(x.abs()));
         assert!(
