@@ -391,12 +391,9 @@ pub fn run(
                     (f64::NAN, secs, nfe, "non-finite samples".to_string())
                 }
             }
-            Err(Error::NonFinite { step, .. }) => (
-                f64::NAN,
-                f64::NAN,
-                nfe_asked.unwrap_or(0),
-                format!("non-finite model output at step {step}"),
-            ),
+            Err(e @ Error::NonFinite { .. }) => {
+                (f64::NAN, f64::NAN, nfe_asked.unwrap_or(0), e.to_string())
+            }
             Err(e) => return Err(e),
         };
         Ok(Cell {

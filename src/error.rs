@@ -47,12 +47,15 @@ pub enum Error {
     /// An error reported by ONNX Runtime while running a model.
     #[error("ONNX Runtime: {0}")]
     Ort(String),
-    /// A model produced NaN or infinite values.
-    #[error("non-finite model output at step {step}, sample {sample}")]
+    /// A NaN or infinite value: in a model's output, or computed from finite ones (float32
+    /// overflow in guidance, the solver's update or a training step); `source` says which.
+    #[error("{}", kind.describe(*step, *sample))]
     NonFinite {
-        /// The solver step (0-based) at which it was seen.
+        /// Where the value was seen.
+        kind: NonFiniteSource,
+        /// The solver step (0-based) or training step at which it was seen.
         step: usize,
-        /// The first sample index with a non-finite value.
+        /// The first sample index with a non-finite value (0 for a training loss).
         sample: usize,
     },
     /// The run was stopped by a progress callback or a cancel request.
@@ -66,6 +69,44 @@ pub enum Error {
         /// The operating-system error.
         source: std::io::Error,
     },
+}
+
+/// Where a non-finite value was seen ([`Error::NonFinite`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonFiniteSource {
+    /// The network's output itself held NaN or infinity.
+    ModelOutput,
+    /// The network's outputs were finite, but combining them (classifier-free guidance, the
+    /// conversion to the solver's prediction type) overflowed float32.
+    Combination,
+    /// The network's outputs were finite, but the solver's update of the state overflowed
+    /// float32 (outputs too large for the state to hold).
+    SolverState,
+    /// A training step's loss (the weights diverged).
+    TrainingLoss,
+}
+
+impl NonFiniteSource {
+    fn describe(self, step: usize, sample: usize) -> String {
+        match self {
+            NonFiniteSource::ModelOutput => {
+                format!("non-finite model output at step {step}, sample {sample}")
+            }
+            NonFiniteSource::Combination => format!(
+                "the model's outputs were finite, but combining them (guidance, or the \
+conversion to the solver's prediction type) overflowed float32 at step {step}, sample {sample}: \
+the outputs or the guidance scale are too large"
+            ),
+            NonFiniteSource::SolverState => format!(
+                "the model's outputs were finite, but the solver's state overflowed float32 at \
+step {step}, sample {sample}: the model's outputs are too large for the state to hold"
+            ),
+            NonFiniteSource::TrainingLoss => format!(
+                "non-finite training loss at step {step}: the training diverged (a lower \
+learning rate, or gradient clipping, keeps it stable); the last checkpoint is intact"
+            ),
+        }
+    }
 }
 
 impl From<ort::Error> for Error {

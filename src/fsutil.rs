@@ -40,6 +40,136 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     r.map_err(io)
 }
 
+/// What a non-regular file is, for messages ("a FIFO", "a folder", ...).
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for reading if it is a regular file (symlinks followed), with its size.
+/// A FIFO, device, socket or folder is refused with what it is: reading one could block
+/// forever (a FIFO without a writer) or never end (`/dev/zero`). The open itself cannot
+/// block: it is non-blocking, and the type is checked on the opened file, so a file
+/// swapped between a check and the open is still caught.
+pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let md = f.metadata().map_err(io)?;
+    if !md.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("is {}, not a regular file", file_kind(md.file_type())),
+        )));
+    }
+    Ok((f, md.len()))
+}
+
+/// Reads a whole regular file (see [`open_regular`]) of at most `max` bytes; a larger file is
+/// refused before anything is allocated, and so is one that grows while it is read.
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let (f, len) = open_regular(path)?;
+    let io = |e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let too_big = |n: u64| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("has {n} bytes, more than the {max} libdpm reads from such a file"),
+        ))
+    };
+    if len > max {
+        return Err(too_big(len));
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(len as usize)
+        .map_err(|_| too_big(len))?;
+    // One byte more than the limit tells a file that grew past it.
+    f.take(max + 1).read_to_end(&mut v).map_err(io)?;
+    if v.len() as u64 > max {
+        return Err(too_big(v.len() as u64));
+    }
+    Ok(v)
+}
+
+/// `path` made absolute with symlinks resolved, as far as it exists (the missing tail is
+/// appended as written, `.` and `..` applied lexically).
+pub fn resolve_partial(path: &Path) -> Result<std::path::PathBuf> {
+    use std::path::Component;
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })?
+            .join(path)
+    };
+    let mut existing = abs.as_path();
+    let mut tail = Vec::new();
+    let base = loop {
+        if let Ok(c) = existing.canonicalize() {
+            break c;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                tail.push(name.to_os_string());
+                existing = parent;
+            }
+            // `..` at the end, or the root: apply the rest lexically.
+            _ => break existing.to_path_buf(),
+        }
+    };
+    let mut out = base;
+    for part in tail.iter().rev() {
+        match Path::new(part).components().next() {
+            Some(Component::ParentDir) => {
+                out.pop();
+            }
+            Some(Component::CurDir) | None => {}
+            _ => out.push(part),
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses an output folder that is, or lies inside, an input folder (symlinks resolved), so
+/// no command writes over the files it reads. `what` names the input's option.
+pub fn refuse_output_inside(out: &Path, input: &Path, what: &str) -> Result<()> {
+    let (o, i) = (resolve_partial(out)?, resolve_partial(input)?);
+    if o.starts_with(&i) {
+        return Err(Error::InvalidArgument(format!(
+            "the output folder {} is inside the input folder {} ({what}): writing there could \
+overwrite the inputs; choose an output folder outside it",
+            out.display(),
+            input.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The process id in a temporary-file name of [`write_atomic`] (`.NAME.PID-N.tmp`), if `name`
 /// is one.
 fn temp_owner(name: &str) -> Option<u32> {

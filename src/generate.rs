@@ -4,9 +4,34 @@
 
 use crate::error::{Error, Result};
 use crate::guidance::Guidance;
-use crate::model::OnnxModel;
+use crate::model::{ModelInfo, OnnxModel};
 use crate::sampler::{SampleIds, Sampler};
 use crate::solver::SolverConfig;
+
+/// Most values one [`output_buffer`] holds (8 GiB of float32): the CLI keeps a run's samples
+/// in memory, and a request beyond this is refused before anything is allocated.
+pub const MAX_OUTPUT_VALUES: usize = 1 << 31;
+
+/// A zeroed buffer for `num` samples of `dim` values, after checking the size against
+/// [`MAX_OUTPUT_VALUES`] with overflow-safe arithmetic; an allocation the system refuses is an
+/// error too, never an abort.
+pub fn output_buffer(num: usize, dim: usize) -> Result<Vec<f32>> {
+    let n = num
+        .checked_mul(dim)
+        .filter(|&n| n <= MAX_OUTPUT_VALUES)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{num} samples of {dim} values are more than the {MAX_OUTPUT_VALUES} values one \
+run holds in memory; generate them in several runs (--seed / first index)"
+            ))
+        })?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::InvalidArgument(format!("cannot allocate {n} values for {num} samples"))
+    })?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
 
 /// A generation request.
 #[derive(Debug, Clone)]
@@ -79,12 +104,23 @@ impl OnnxModel {
             }
         }
         let sched = info.schedule()?;
+        let (batch, fixed) = batch_for(&info, req)?;
         let mut first = 0usize;
         let mut batch_index = 0usize;
         while first < req.num {
-            let rows = req.batch.min(req.num - first);
-            let ids = SampleIds::range(req.seed, req.first_index + first as u64, rows);
-            let labels = req.labels.map(|l| &l[first..first + rows]);
+            let rows = batch.min(req.num - first);
+            // A model with a fixed batch gets full batches: the last one is topped up with the
+            // samples that follow (each sample's noise is keyed by its own index, so the extra
+            // rows change nothing in the real ones) and the extra rows are dropped.
+            let run_rows = if fixed { batch } else { rows };
+            let ids = SampleIds::range(req.seed, req.first_index + first as u64, run_rows);
+            let padded: Option<Vec<i64>> = req.labels.map(|l| {
+                let mut v = l[first..first + rows].to_vec();
+                let last = v.last().copied().unwrap_or(0);
+                v.resize(run_rows, last);
+                v
+            });
+            let labels = padded.as_deref();
             let mut s = Sampler::new(req.solver.clone(), &sched, dim, &ids, labels, req.guidance)?;
             let total = s.solver().planned_nfe();
             self.sample(&mut s, |nfe| {
@@ -96,10 +132,30 @@ impl OnnxModel {
                     nfe_total: total,
                 })
             })?;
-            out[first * dim..(first + rows) * dim].copy_from_slice(s.x());
+            out[first * dim..(first + rows) * dim].copy_from_slice(&s.x()[..rows * dim]);
             first += rows;
             batch_index += 1;
         }
         Ok(())
     }
+}
+
+/// Samples per batch for a request: the request's, or the one a model with a fixed batch
+/// dimension needs (its rows, halved when guidance doubles the rows), with whether it is fixed.
+pub fn batch_for(info: &ModelInfo, req: &Request) -> Result<(usize, bool)> {
+    let Some(rows) = info.fixed_rows else {
+        return Ok((req.batch, false));
+    };
+    let per_sample = if req.guidance.is_some_and(|g| g.needs_null()) {
+        2
+    } else {
+        1
+    };
+    if rows % per_sample != 0 {
+        return Err(Error::Shape(format!(
+            "the model fixes its batch at {rows} rows, but guidance evaluates 2 rows per sample \
+(conditional and null): export the model with an even or a dynamic batch"
+        )));
+    }
+    Ok((rows / per_sample, true))
 }

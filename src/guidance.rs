@@ -66,7 +66,16 @@ impl Guidance {
     /// Checks the setting.
     pub fn validate(&self) -> Result<()> {
         if !self.scale.is_finite() {
-            return invalid("guidance scale must be finite");
+            return invalid(format!("guidance scale {} must be finite", self.scale));
+        }
+        // The weights are applied in float32: one that does not fit would turn every output
+        // into infinities.
+        let (wc, wn) = self.weights();
+        if !(wc as f32).is_finite() || !(wn as f32).is_finite() {
+            return invalid(format!(
+                "guidance scale {} is outside the float32 range the model outputs are combined in",
+                self.scale
+            ));
         }
         Ok(())
     }

@@ -36,6 +36,7 @@ pub mod guidance;
 pub mod imageio;
 pub mod metrics;
 pub mod model;
+pub mod onnx_file;
 pub mod plot;
 pub mod rng;
 pub mod runtime;
@@ -45,7 +46,7 @@ pub mod solver;
 pub mod spacing;
 pub mod train;
 
-pub use error::{Error, Result};
+pub use error::{Error, NonFiniteSource, Result};
 
 /// libdpm's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -39,8 +39,12 @@ pub struct ModelInfo {
     pub labels_name: Option<String>,
     /// Name of the prediction output.
     pub out_name: String,
-    /// Shape of one sample (x without its batch dimension).
+    /// Shape of one sample (x without its batch dimension); at most
+    /// [`crate::solver::MAX_BATCH_VALUES`] values, checked at load.
     pub sample_shape: Vec<usize>,
+    /// The batch size of every evaluation when the model fixes it (x declared `[4, ...]`
+    /// rather than `[batch, ...]`); None for a dynamic batch.
+    pub fixed_rows: Option<usize>,
     /// Element type of `t`.
     pub t_type: TimeType,
     /// True when one `t` value may serve the whole batch (shape `[1]` or scalar).
@@ -227,13 +231,39 @@ impl OnnxModel {
         if xshape.len() < 2 {
             return Err(bad(format!("input '{}' has shape {xshape:?}; it needs a batch dimension and at least one sample dimension", x.0)));
         }
-        if let Some(d) = xshape[1..].iter().find(|&&d| d <= 0) {
-            return Err(bad(format!(
-                "input '{}' has shape {xshape:?}: sample dimensions must be fixed (found {d})",
-                x.0
-            )));
+        for (k, &d) in xshape.iter().enumerate().skip(1) {
+            if d == 0 {
+                return Err(bad(format!(
+                    "input '{}' has shape {xshape:?}: dimension {k} is 0, so a sample would have no values",
+                    x.0
+                )));
+            }
+            if d < 0 {
+                let name = xsym.get(k).filter(|s| !s.is_empty());
+                return Err(bad(format!(
+                    "input '{}' has shape {xshape:?}: dimension {k}{} is dynamic; libdpm needs a fixed \
+sample shape (only the batch dimension may be dynamic: export the model with fixed sample dimensions)",
+                    x.0,
+                    name.map(|n| format!(" ('{n}')")).unwrap_or_default()
+                )));
+            }
         }
         let sample_shape: Vec<usize> = xshape[1..].iter().map(|&d| d as usize).collect();
+        // Checked once here, so that `dim()` and every size derived from it cannot overflow.
+        let values = sample_shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= crate::solver::MAX_BATCH_VALUES);
+        if values.is_none() {
+            return Err(bad(format!(
+                "input '{}' has shape {xshape:?}: more than {} values per sample, the most libdpm \
+takes",
+                x.0,
+                crate::solver::MAX_BATCH_VALUES
+            )));
+        }
+        // A batch dimension fixed in the model fixes the rows of every evaluation.
+        let fixed_rows = usize::try_from(xshape[0]).ok().filter(|&r| r > 0);
         let (tty, tshape, tsym) =
             tensor_info(&t.1).ok_or_else(|| bad(format!("input '{}' is not a tensor", t.0)))?;
         let t_type = match tty {
@@ -282,11 +312,15 @@ impl OnnxModel {
                 out.0
             )));
         }
-        if oshape.len() != xshape.len()
-            || oshape[1..]
-                .iter()
-                .zip(&xshape[1..])
-                .any(|(&o, &x)| o > 0 && o != x)
+        // ONNX Runtime reports an output whose rank it cannot infer as shape []: such a model
+        // is checked by a trial evaluation below instead.
+        let out_unknown = oshape.is_empty();
+        if !out_unknown
+            && (oshape.len() != xshape.len()
+                || oshape[1..]
+                    .iter()
+                    .zip(&xshape[1..])
+                    .any(|(&o, &x)| o > 0 && o != x))
         {
             return Err(bad(format!(
                 "output '{}' has shape {oshape:?}, which does not match input '{}' {xshape:?}",
@@ -309,6 +343,7 @@ impl OnnxModel {
             labels_name: labels.map(|l| l.0.clone()),
             out_name: out.0.clone(),
             sample_shape,
+            fixed_rows,
             t_type,
             t_broadcast,
             prediction,
@@ -317,12 +352,64 @@ impl OnnxModel {
         };
         // A model whose metadata names no usable schedule is refused here, not mid-sampling.
         info.schedule().map_err(|e| bad(e.to_string()))?;
-        Ok(Self {
+        let mut m = Self {
             session,
             path: path.into(),
             info,
             bound: None,
-        })
+        };
+        if out_unknown {
+            m.probe_output_shape().map_err(bad)?;
+        }
+        Ok(m)
+    }
+
+    /// For a model whose output shape is not declared: one evaluation of zeros (t = 0, label
+    /// 0) must give an output shaped like `x`, so a model that cannot is refused at load with
+    /// both shapes named, not at the first step with ONNX Runtime's buffer message.
+    fn probe_output_shape(&mut self) -> std::result::Result<(), String> {
+        let i = &self.info;
+        let rows = i.fixed_rows.unwrap_or(1);
+        let mut shape = vec![rows as i64];
+        shape.extend(i.sample_shape.iter().map(|&d| d as i64));
+        let n = rows.saturating_mul(i.dim());
+        let tlen = if i.t_broadcast { 1 } else { rows };
+        let x = Tensor::from_array((shape.clone(), vec![0f32; n])).map_err(|e| e.to_string())?;
+        let mut inputs: Vec<(String, ort::session::SessionInputValue)> =
+            vec![(i.x_name.clone(), x.into())];
+        let t: ort::session::SessionInputValue = match i.t_type {
+            TimeType::F32 => Tensor::from_array(([tlen], vec![0f32; tlen]))
+                .map_err(|e| e.to_string())?
+                .into(),
+            TimeType::I64 => Tensor::from_array(([tlen], vec![0i64; tlen]))
+                .map_err(|e| e.to_string())?
+                .into(),
+        };
+        inputs.push((i.t_name.clone(), t));
+        if let Some(l) = &i.labels_name {
+            let labels =
+                Tensor::from_array(([rows], vec![0i64; rows])).map_err(|e| e.to_string())?;
+            inputs.push((l.clone(), labels.into()));
+        }
+        let out_name = i.out_name.clone();
+        let x_name = i.x_name.clone();
+        let outputs = self.session.run(inputs).map_err(|e| {
+            format!(
+                "output '{out_name}' has no declared shape, and a trial evaluation (zeros at t = 0) \
+failed: {e}"
+            )
+        })?;
+        let got: Vec<i64> = match outputs[out_name.as_str()].try_extract_tensor::<f32>() {
+            Ok((s, _)) => s.to_vec(),
+            Err(e) => return Err(format!("output '{out_name}': {e}")),
+        };
+        if got != shape {
+            return Err(format!(
+                "output '{out_name}' has shape {got:?} for input '{x_name}' of shape {shape:?}; \
+libdpm needs an output shaped like the input"
+            ));
+        }
+        Ok(())
     }
 
     /// What the model takes and gives.
@@ -338,6 +425,12 @@ impl OnnxModel {
     fn bind(&mut self, rows: usize) -> Result<()> {
         if self.bound.as_ref().is_some_and(|b| b.rows == rows) {
             return Ok(());
+        }
+        if let Some(fixed) = self.info.fixed_rows.filter(|&f| f != rows) {
+            return Err(Error::Shape(format!(
+                "model {} fixes its batch at {fixed} rows; this evaluation has {rows}",
+                self.path.display()
+            )));
         }
         self.bound = None;
         let alloc = self.session.allocator();

@@ -252,7 +252,7 @@ impl Runtime {
 
     /// A session for the model at `path`, fully optimized, on this runtime's provider.
     pub fn session(&self, path: &Path) -> Result<Session> {
-        if !path.is_file() {
+        if !path.exists() {
             return Err(Error::Model {
                 path: path.into(),
                 reason: "file not found".into(),
@@ -286,117 +286,26 @@ impl Runtime {
                     reason: e.to_string(),
                 })?;
         }
-        // The model and its external weight files are read into memory here: ORT would map
+        // The model and its external weight files are read into memory here (see onnx_file:
+        // only regular files inside the model's folder, only the named ranges): ORT would map
         // the weight files and compute straight from the mapping, so a file truncated or
         // rewritten in place while the session lives would kill the process (SIGBUS).
         let model_err = |reason: String| Error::Model {
             path: path.into(),
             reason,
         };
-        let bytes = std::fs::read(path).map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })?;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        for location in external_data_files(&bytes) {
-            let file = dir.join(&location);
-            if Path::new(&location).is_absolute()
-                || Path::new(&location)
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(model_err(format!(
-                    "external data location {location:?} leaves the model's folder"
-                )));
-            }
-            let data = std::fs::read(&file).map_err(|e| Error::Io {
-                path: file.clone(),
-                source: e,
-            })?;
+        let m = crate::onnx_file::read_model(path)?;
+        for (location, data) in m.files {
             b = b
                 .with_external_initializer_file_in_memory(&location, data.into())
                 .map_err(|e| model_err(e.to_string()))?;
         }
-        b.commit_from_memory(&bytes)
+        b.commit_from_memory(&m.model)
             .map_err(|e| model_err(e.to_string()))
     }
 }
 
-/// Reads a protobuf varint at `*i`.
-fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*i)?;
-        *i += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-/// The length-delimited fields `(number, bytes)` of a protobuf message (others skipped);
-/// stops at the first malformed field (ORT reports those when it parses the model).
-fn len_fields(b: &[u8]) -> Vec<(u64, &[u8])> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let Some(key) = varint(b, &mut i) else { break };
-        let ok = match key & 7 {
-            0 => varint(b, &mut i).is_some(),
-            1 => {
-                i += 8;
-                true
-            }
-            5 => {
-                i += 4;
-                true
-            }
-            2 => match varint(b, &mut i).and_then(|n| usize::try_from(n).ok()) {
-                Some(n) if n <= b.len() - i.min(b.len()) => {
-                    out.push((key >> 3, &b[i..i + n]));
-                    i += n;
-                    true
-                }
-                _ => false,
-            },
-            _ => false,
-        };
-        if !ok || i > b.len() {
-            break;
-        }
-    }
-    out
-}
-
-/// The external data files (`location`s) the initializers of an ONNX model name, in first
-/// use order: ModelProto.graph (7) -> GraphProto.initializer (5) -> TensorProto.external_data
-/// (13) -> StringStringEntryProto key (1) "location", value (2). Malformed input gives what
-/// could be read before the damage (ORT then refuses the model itself).
-pub fn external_data_files(model: &[u8]) -> Vec<String> {
-    let mut files: Vec<String> = Vec::new();
-    for (_, graph) in len_fields(model).into_iter().filter(|f| f.0 == 7) {
-        for (_, tensor) in len_fields(graph).into_iter().filter(|f| f.0 == 5) {
-            for (_, entry) in len_fields(tensor).into_iter().filter(|f| f.0 == 13) {
-                let kv = len_fields(entry);
-                let get = |n| kv.iter().find(|f| f.0 == n).map(|f| f.1);
-                if get(1) == Some(b"location".as_slice()) {
-                    if let Some(v) = get(2) {
-                        let loc = String::from_utf8_lossy(v).into_owned();
-                        if !files.contains(&loc) {
-                            files.push(loc);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    files
-}
+pub use crate::onnx_file::external_data_files;
 
 /// A graph input or output: its name and type.
 pub(crate) type Port = (String, ort::value::ValueType);

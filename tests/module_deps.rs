@@ -8,8 +8,20 @@ use std::path::{Path, PathBuf};
 
 /// Modules that make up the sampling core (what a host embedding libdpm needs).
 const CORE: &[&str] = &[
-    "error", "rng", "schedule", "spacing", "solver", "guidance", "sampler", "exact", "runtime",
-    "dylib", "model", "generate",
+    "error",
+    "rng",
+    "schedule",
+    "spacing",
+    "solver",
+    "guidance",
+    "sampler",
+    "exact",
+    "runtime",
+    "dylib",
+    "model",
+    "generate",
+    "onnx_file",
+    "fsutil",
 ];
 /// Tools: reports, plots and benchmarks (the CLI sits in the binary, not the library).
 const TOOLS: &[&str] = &["plot", "bench"];

@@ -174,6 +174,8 @@ fn samples_do_not_depend_on_thread_count() {
     let one = run(1);
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
+    // A count far beyond the machine is a ceiling (issue 14, item 11), with the same bits.
+    assert_eq!(one, run(4096));
 }
 
 #[test]
@@ -334,11 +336,19 @@ fn misuse_is_an_error_not_a_crash() {
     s.submit(&[0.0; 4]).unwrap();
     assert!(matches!(
         s.submit(&[0.0, f32::NAN, 0.0, 0.0]),
-        Err(Error::NonFinite { step: 0, sample: 0 })
+        Err(Error::NonFinite {
+            kind: dpm::NonFiniteSource::ModelOutput,
+            step: 0,
+            sample: 0
+        })
     ));
     assert!(matches!(
         s.submit(&[0.0, 0.0, 0.0, f32::INFINITY]),
-        Err(Error::NonFinite { step: 0, sample: 1 })
+        Err(Error::NonFinite {
+            kind: dpm::NonFiniteSource::ModelOutput,
+            step: 0,
+            sample: 1
+        })
     ));
     while !s.is_done() {
         s.submit(&[0.0; 4]).unwrap();

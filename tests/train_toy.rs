@@ -182,9 +182,16 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     let data = dpm::train::data::open(&cfg, &m).unwrap();
     let err = dpm::train::train_to_dir(&rt(), cfg, data, &dir, false, false, |_, _| false)
         .expect_err("the loss must become non-finite");
-    let dpm::Error::NonFinite { step, .. } = err else {
+    let msg = err.to_string();
+    let dpm::Error::NonFinite { step, kind, .. } = err else {
         panic!("expected a non-finite error, got {err}");
     };
+    // Named as a training loss, not as a model output (issue 14, item 5).
+    assert_eq!(kind, dpm::NonFiniteSource::TrainingLoss);
+    assert!(
+        msg.contains("training loss") && msg.contains("learning rate"),
+        "{msg}"
+    );
     let c = dpm::train::Checkpoint::load(&dir.join("checkpoint.dpm"))
         .expect("the last good checkpoint is intact");
     assert_eq!(

@@ -22,8 +22,8 @@ pub struct FeatureArgs {
     /// onnx/models/classifier.onnx).
     #[arg(long)]
     pub features: Option<PathBuf>,
-    /// Input side of the extractor in pixels (default: its fixed size, else the images' own;
-    /// SPEC.md's Inception setting is 256).
+    /// Input side of the extractor in pixels, at most 4096 (default: its fixed size, else the
+    /// widest image of the folders compared; SPEC.md's Inception setting is 256).
     #[arg(long)]
     pub feature_size: Option<usize>,
     /// Value range the extractor expects: minus1_1, 0_1 or imagenet.

@@ -26,8 +26,9 @@ pub fn run(a: &FidArgs) -> Result<()> {
     let rt = a.rt.runtime()?;
     let mut fx = a.features.load(&rt)?;
     let t0 = std::time::Instant::now();
-    // One input size for both folders: the extractor's, else the first image of DIR_A's.
-    let side = fx.folder_side(&a.dir_a)?;
+    // One input size for both folders, whatever their order: the extractor's, else the
+    // widest image of either.
+    let side = fx.pair_side(&a.dir_a, &a.dir_b)?;
     let sa = fx.folder_stats(&a.dir_a, Some(side))?;
     let sb = fx.folder_stats(&a.dir_b, Some(side))?;
     let p = dpm::metrics::fid_parts(&sa, &sb)?;

@@ -84,6 +84,14 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     if let Some(s) = &a.spacing {
         solver.spacing = Spacing::named(s)?;
     }
+    if a.num == 0 || a.batch == 0 {
+        return Err(Error::InvalidArgument(
+            "--num and --batch must be positive".into(),
+        ));
+    }
+    // Sized (and refused when too large) before anything else is allocated for the samples.
+    let dim = info.dim();
+    let mut out = dpm::generate::output_buffer(a.num, dim)?;
     let labels = match (&info.labels_name, info.num_classes) {
         (Some(_), k) => Some(match a.label {
             Some(l) => vec![l; a.num],
@@ -99,13 +107,6 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         }),
         None => None,
     };
-    let dim = info.dim();
-    let mut out = vec![
-        0f32;
-        a.num
-            .checked_mul(dim)
-            .ok_or_else(|| Error::InvalidArgument("--num too large".into()))?
-    ];
     let req = Request {
         solver,
         guidance,
@@ -115,6 +116,10 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         first_index: 0,
         labels: labels.as_deref(),
     };
+    let (batch, fixed) = dpm::generate::batch_for(&info, &req)?;
+    if fixed && batch != a.batch {
+        println!("the model fixes its batch: sampling in batches of {batch}");
+    }
     let t0 = std::time::Instant::now();
     model.generate(&req, &mut out, |_| true)?;
     let secs = t0.elapsed().as_secs_f64();
@@ -122,9 +127,12 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         path: a.out.clone(),
         source: e,
     })?;
+
+    let mut written: Vec<String> = Vec::new();
     match info.sample_shape.as_slice() {
         [2] => {
             write_points_csv(&a.out.join("samples.csv"), &out)?;
+            written.extend(["samples.csv".into(), "samples.png".into()]);
             let title = format!("{} at {} NFE", a.solver, a.nfe);
             match &a.reference {
                 Some(name) => {
@@ -154,6 +162,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         }
         [c, h, w] => {
             for i in 0..a.num {
+                written.push(format!("img_{i:05}.png"));
                 dpm::imageio::save_png(
                     &a.out.join(format!("img_{i:05}.png")),
                     &out,
@@ -165,9 +174,17 @@ pub fn run(a: &SampleArgs) -> Result<()> {
                 )?;
             }
             dpm::imageio::save_grid(&a.out.join("grid.png"), &out, a.num, *c, *h, *w, 8)?;
+            written.push("grid.png".into());
             println!("wrote {} images and grid.png to {}", a.num, a.out.display());
         }
         s => println!("samples of shape {s:?}: no writer for that shape; use the library API"),
+    }
+    let stale = replace_owned_outputs(&a.out, &written)?;
+    if stale > 0 {
+        println!(
+            "removed {stale} file(s) an earlier run wrote to {}",
+            a.out.display()
+        );
     }
     println!(
         "{:.3} s, {:.2} ms per sample",
@@ -175,4 +192,37 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         1e3 * secs / a.num as f64
     );
     Ok(())
+}
+
+/// The list of files the last `dpm sample` wrote into its output folder.
+const OWNED_LIST: &str = ".dpm-sample-files";
+
+/// Whether `name` is a file `dpm sample` writes (only such names are ever removed).
+fn run_owned(name: &str) -> bool {
+    let image = name
+        .strip_prefix("img_")
+        .and_then(|r| r.strip_suffix(".png"))
+        .is_some_and(|i| i.len() >= 5 && i.bytes().all(|b| b.is_ascii_digit()));
+    image || matches!(name, "samples.csv" | "samples.png" | "grid.png")
+}
+
+/// Makes `dir` hold exactly this run's outputs: removes the files an earlier `dpm sample`
+/// wrote there (listed in `.dpm-sample-files`) that this run did not write again, then lists
+/// `written`. Files the runs did not write are never touched. Returns how many were removed.
+pub fn replace_owned_outputs(dir: &Path, written: &[String]) -> Result<usize> {
+    let list = dir.join(OWNED_LIST);
+    let previous = std::fs::read_to_string(&list).unwrap_or_default();
+    let mut removed = 0;
+    for name in previous.lines().filter(|n| run_owned(n)) {
+        if written.iter().any(|w| w == name) {
+            continue;
+        }
+        let p = dir.join(name);
+        if p.symlink_metadata().is_ok_and(|m| m.is_file()) {
+            std::fs::remove_file(&p).map_err(|e| Error::Io { path: p, source: e })?;
+            removed += 1;
+        }
+    }
+    dpm::fsutil::write_atomic(&list, (written.join("\n") + "\n").as_bytes())?;
+    Ok(removed)
 }

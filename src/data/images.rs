@@ -256,7 +256,12 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Decodes `path` to 8-bit RGB at `resolution x resolution` (see the module documentation).
 fn decode_rgb(path: &Path, resolution: usize) -> Result<RgbImage> {
-    let reader = image::ImageReader::open(path).map_err(io_err(path))?;
+    // Regular files only: a FIFO among the images would block the loader forever.
+    let (file, _) = crate::fsutil::open_regular(path)?;
+    let mut reader = image::ImageReader::new(std::io::BufReader::new(file));
+    if let Ok(format) = image::ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
     decode_reader(reader, path, resolution)
 }
 
@@ -380,6 +385,9 @@ pub fn build_eval_folder(
             val_root.display()
         )));
     }
+    // Writing into the folder it reads from would overwrite the sources (`--out VAL/cat`
+    // with sources named cat_NNNNN.png) and mix the output into the classes.
+    crate::fsutil::refuse_output_inside(out_dir, val_root, "--val")?;
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
     let planned: std::collections::HashSet<&str> = plan.iter().map(|(_, n)| n.as_str()).collect();
     let strangers: Vec<String> = image_files(out_dir)?

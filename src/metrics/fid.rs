@@ -760,6 +760,9 @@ impl FeatureExtractor {
                 "feature extractor: batch and size must be positive".into(),
             ));
         }
+        if let Some(side) = cfg.size {
+            check_input_batch(side, cfg.batch)?;
+        }
         let session = rt.session(path)?;
         let (inputs, outputs) = crate::runtime::session_io(&session);
         let names = |v: &[(String, ValueType)]| {
@@ -974,6 +977,21 @@ impl FeatureExtractor {
         GaussianStats::from_features(&f, d)
     }
 
+    /// The side at which two folders are compared: the configured size, else the model's
+    /// fixed size, else the widest image of either folder. The same for (A, B) and (B, A), so
+    /// the FID between two folders does not depend on their order.
+    ///
+    /// # Errors
+    /// As [`FeatureExtractor::folder_side`], and when that side times the batch is too large.
+    pub fn pair_side(&self, a: &Path, b: &Path) -> Result<usize> {
+        let side = match self.cfg.size.or(self.fixed.map(|(h, _)| h)) {
+            Some(s) => s,
+            None => widest_image(a)?.max(widest_image(b)?),
+        };
+        check_input_batch(side, self.cfg.batch)?;
+        Ok(side)
+    }
+
     /// The side at which [`FeatureExtractor::folder_stats`] loads a folder's images: the
     /// configured size, else the model's fixed size, else the width of the folder's first
     /// image (sorted file names).
@@ -1005,8 +1023,46 @@ impl FeatureExtractor {
     }
 }
 
-/// The width of the first image (sorted file names) of a flat folder.
-fn first_image_side(dir: &Path) -> Result<usize> {
+/// Largest image side a feature extractor is fed (the reference uses 256).
+pub const MAX_FEATURE_SIDE: usize = 4096;
+
+/// Checks an extractor input side and batch against [`MAX_FEATURE_SIDE`] and
+/// [`crate::solver::MAX_BATCH_VALUES`] values per batch, before anything is allocated.
+fn check_input_batch(side: usize, batch: usize) -> Result<()> {
+    let values = batch.saturating_mul(3 * side.min(MAX_FEATURE_SIDE + 1).pow(2));
+    if side > MAX_FEATURE_SIDE || values > crate::solver::MAX_BATCH_VALUES {
+        return Err(Error::InvalidArgument(format!(
+            "feature extractor input of {side} x {side} in batches of {batch}: at most \
+{MAX_FEATURE_SIDE} pixels a side and {} values a batch (lower the size or the batch)",
+            crate::solver::MAX_BATCH_VALUES
+        )));
+    }
+    Ok(())
+}
+
+/// The width of an image file (its header only; regular files only).
+fn image_width(path: &Path) -> Result<usize> {
+    let (f, _) = crate::fsutil::open_regular(path)?;
+    let (w, _) = image::ImageReader::new(std::io::BufReader::new(f))
+        .with_guessed_format()
+        .map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?
+        .into_dimensions()
+        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+    Ok(w as usize)
+}
+
+/// The width of the widest image of a flat folder.
+fn widest_image(dir: &Path) -> Result<usize> {
+    image_paths(dir)?
+        .iter()
+        .try_fold(0, |w, p| Ok(image_width(p)?.max(w)))
+}
+
+/// The image files (.png/.jpg/.jpeg) of a flat folder, sorted; at least one.
+fn image_paths(dir: &Path) -> Result<Vec<PathBuf>> {
     let io = |e: std::io::Error| Error::Io {
         path: dir.into(),
         source: e,
@@ -1022,12 +1078,18 @@ fn first_image_side(dir: &Path) -> Result<usize> {
         })
         .collect();
     files.sort();
-    let first = files.first().ok_or_else(|| {
-        Error::InvalidArgument(format!("{} holds no .png/.jpg/.jpeg image", dir.display()))
-    })?;
-    let (w, _) = image::image_dimensions(first)
-        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", first.display())))?;
-    Ok(w as usize)
+    if files.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds no .png/.jpg/.jpeg image",
+            dir.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// The width of the first image (sorted file names) of a flat folder.
+fn first_image_side(dir: &Path) -> Result<usize> {
+    image_paths(dir)?.first().map_or(Ok(0), |p| image_width(p))
 }
 
 /// CHW [-1, 1] images -> 8 bits -> resized to `side` (when needed) -> the extractor's range.

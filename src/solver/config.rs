@@ -303,8 +303,11 @@ impl SolverConfig {
                     "dynamic thresholding needs a data-prediction solver (DPM-Solver++)",
                 );
             }
-            if !(th.ratio > 0.0 && th.ratio <= 1.0 && th.max_val > 0.0) {
-                return invalid("thresholding ratio must lie in (0, 1] and max_val be > 0");
+            if !(th.ratio > 0.0 && th.ratio <= 1.0 && th.max_val > 0.0 && th.max_val.is_finite()) {
+                return invalid(format!(
+                    "thresholding ratio must lie in (0, 1] and max_val be finite and > 0, got {} and {}",
+                    th.ratio, th.max_val
+                ));
             }
         }
         if self.threads == 0 {
@@ -312,9 +315,16 @@ impl SolverConfig {
         }
         let a = &self.adaptive;
         if self.method == Method::Adaptive
-            && !(a.rtol >= 0.0 && a.atol > 0.0 && a.h_init > 0.0 && a.theta > 0.0 && a.t_err > 0.0)
+            && !([a.rtol, a.atol, a.h_init, a.theta, a.t_err]
+                .iter()
+                .all(|v| v.is_finite())
+                && a.rtol >= 0.0
+                && a.atol > 0.0
+                && a.h_init > 0.0
+                && a.theta > 0.0
+                && a.t_err > 0.0)
         {
-            return invalid("adaptive tolerances and step sizes must be positive");
+            return invalid("adaptive tolerances and step sizes must be finite and positive");
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ pub use config::{
     AdaptiveParams, Algorithm, Method, Prediction, SolverConfig, Thresholding, SOLVER_NAMES,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NonFiniteSource, Result};
 use crate::rng;
 use crate::schedule::Schedule;
 
@@ -26,8 +26,10 @@ use kernels::{lincomb, lincomb_inplace};
 
 /// Most rows of one batch.
 pub const MAX_ROWS: usize = 1 << 24;
-/// Most values (`rows x dim`) of one batch: 8 GiB of f32 per state buffer.
-pub const MAX_BATCH_VALUES: usize = 1 << 31;
+/// Most values (`rows x dim`) of one batch: 1 GiB of f32 per state buffer (a run holds a few
+/// such buffers, and ONNX Runtime its own input and output), so a batch at the cap still fits
+/// a workstation's memory; also the most values one sample of a model may have.
+pub const MAX_BATCH_VALUES: usize = 1 << 28;
 
 /// Checks a batch shape before anything is allocated for it: both positive, at most
 /// [`MAX_ROWS`] rows and [`MAX_BATCH_VALUES`] values, so a wrong size from a caller is an
@@ -306,26 +308,54 @@ impl Solver {
         let slot = self.target_slot();
         // Converting never turns finite values into non-finite ones for finite weights, nor
         // the reverse, so checking the converted output is checking the model's.
+        let step = self.step_index();
         if let Some(i) = self.convert(tq, parts, slot) {
+            // Say whether the network gave the bad value or the arithmetic on finite ones did.
+            let kind = if parts.iter().any(|(_, p)| !p[i].is_finite()) {
+                NonFiniteSource::ModelOutput
+            } else {
+                NonFiniteSource::Combination
+            };
             return Err(Error::NonFinite {
-                step: self.step_index(),
+                kind,
+                step,
                 sample: i / self.dim,
             });
         }
         self.nfe += 1;
         match self.cfg.method {
-            Method::Adaptive => self.advance_adaptive(),
-            Method::Multistep if self.plan[self.step].single => {
-                self.advance_multistep_warmup();
-                Ok(())
-            }
-            Method::Multistep => {
-                self.advance_multistep(slot);
-                Ok(())
-            }
-            Method::Singlestep => {
-                self.advance_singlestep();
-                Ok(())
+            Method::Adaptive => self.advance_adaptive()?,
+            Method::Multistep if self.plan[self.step].single => self.advance_multistep_warmup(),
+            Method::Multistep => self.advance_multistep(slot),
+            Method::Singlestep => self.advance_singlestep(),
+        }
+        self.check_state(step)
+    }
+
+    /// After an update: the state, and the intermediate state the next query reads, must be
+    /// finite. Finite outputs can still overflow float32 in the update (huge outputs times
+    /// the step's coefficients); such a run cannot go on, so it ends here, with an error
+    /// that says so, rather than handing out infinities as samples.
+    fn check_state(&mut self, step: usize) -> Result<()> {
+        let q = if self.query_t.is_some() && !self.query_is_x {
+            self.q.as_slice()
+        } else {
+            &[]
+        };
+        let bad = self
+            .x
+            .iter()
+            .position(|v| !v.is_finite())
+            .or_else(|| q.iter().position(|v| !v.is_finite()));
+        match bad {
+            None => Ok(()),
+            Some(i) => {
+                self.query_t = None;
+                Err(Error::NonFinite {
+                    kind: NonFiniteSource::SolverState,
+                    step,
+                    sample: i / self.dim,
+                })
             }
         }
     }

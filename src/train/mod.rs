@@ -131,22 +131,49 @@ impl TrainConfig {
 
     /// Checks the values.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::InvalidArgument(m.into()));
         if self.steps == 0 || self.batch == 0 {
-            return bad("steps and batch must be positive");
+            return Err(Error::InvalidArgument(
+                "steps and batch must be positive".into(),
+            ));
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("lr must be positive");
-        }
-        if !(0.0..1.0).contains(&self.cfg_dropout) {
-            return bad("cfg_dropout must lie in [0, 1)");
-        }
-        if !(0.0..1.0).contains(&self.ema_decay) {
-            return bad("ema_decay must lie in [0, 1)");
-        }
-        if self.weight_decay < 0.0 || self.clip_norm < 0.0 {
-            return bad("weight_decay and clip_norm must be >= 0");
-        }
+        // Each value must be finite and in range (NaN fails every range test below), and
+        // fit the float32 the training graph computes in: a NaN clip_norm used to train like
+        // 0 and be stored as `null`, which no later --resume could read.
+        let in_f32 = |v: f64| (v as f32).is_finite();
+        let range = |name: &str, v: f64, ok: bool, want: &str| {
+            if ok && in_f32(v) {
+                Ok(())
+            } else {
+                Err(Error::InvalidArgument(format!(
+                    "{name} = {v}: it must be {want}"
+                )))
+            }
+        };
+        range("lr", self.lr, self.lr > 0.0, "finite and > 0")?;
+        range(
+            "cfg_dropout",
+            self.cfg_dropout,
+            (0.0..1.0).contains(&self.cfg_dropout),
+            "in [0, 1)",
+        )?;
+        range(
+            "ema_decay",
+            self.ema_decay,
+            (0.0..1.0).contains(&self.ema_decay),
+            "in [0, 1)",
+        )?;
+        range(
+            "weight_decay",
+            self.weight_decay,
+            self.weight_decay >= 0.0,
+            "finite and >= 0",
+        )?;
+        range(
+            "clip_norm",
+            self.clip_norm,
+            self.clip_norm >= 0.0,
+            "finite and >= 0 (0 = no clipping)",
+        )?;
         Ok(())
     }
 
@@ -658,6 +685,7 @@ impl Trainer {
         let loss = self.inputs.loss.extract_tensor().1[0];
         if !loss.is_finite() {
             return Err(Error::NonFinite {
+                kind: crate::error::NonFiniteSource::TrainingLoss,
                 step: k as usize,
                 sample: 0,
             });

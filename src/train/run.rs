@@ -58,6 +58,10 @@ pub fn train_to_dir(
     progress: bool,
     mut stop: impl FnMut(u64, f32) -> bool,
 ) -> Result<RunOutcome> {
+    cfg.validate()?;
+    if let Some(images) = cfg.data.strip_prefix("folder:") {
+        crate::fsutil::refuse_output_inside(dir, Path::new(images), "the data folder")?;
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::Io {
         path: dir.into(),
         source: e,

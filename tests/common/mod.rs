@@ -47,3 +47,5 @@ pub fn eps_mse(
     }
     sq / batch.eps.len() as f64
 }
+
+pub mod onnx_gen;
