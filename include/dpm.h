@@ -113,7 +113,8 @@ typedef struct dpm_runtime_params {
   int32_t device_id;
   // Nonzero: use the CPU when the provider is unavailable instead of failing (default 0).
   int32_t cpu_fallback;
-  // Threads per operator, 0 = ONNX Runtime's default.
+  // Threads per operator, 0 = ONNX Runtime's default. A ceiling: capped to the threads the
+  // machine runs at once (`std::thread::available_parallelism`: CPU affinity and quotas).
   int32_t intra_threads;
   // Path of libonnxruntime.so, or NULL for the default search (DPM_ORT_LIB, ORT_DYLIB_PATH,
   // next to libdpm.so, the project's set-up). Only read during the call.
@@ -146,7 +147,9 @@ typedef struct dpm_model_info {
 } dpm_model_info;
 
 // Everything that defines how samples are drawn. Fill with `dpm_sampler_params_init`
-// (DPM-Solver-2, 20 NFE, no guidance) or `dpm_sampler_params_preset`, then adjust.
+// (DPM-Solver-2, 20 NFE, no guidance) or `dpm_sampler_params_preset`, then adjust. Every
+// floating-point field (and every custom time) must be finite, whether the solver uses it
+// or not: NaN and infinities are refused with DPM_ERR_INVALID_ARGUMENT naming the field.
 typedef struct dpm_sampler_params {
   // `sizeof(dpm_sampler_params)` (set by the init functions).
   uint32_t struct_size;
@@ -192,7 +195,9 @@ typedef struct dpm_sampler_params {
   int32_t guidance_convention;
   // Label of the null class (0).
   int64_t null_label;
-  // Threads for the solver's elementwise updates (1).
+  // Threads for the solver's elementwise updates (1). A ceiling: an update runs on at most
+  // the threads the machine runs at once (`std::thread::available_parallelism`) and one
+  // thread per 16384 values (none extra below 65536); the samples do not depend on it.
   int32_t threads;
 } dpm_sampler_params;
 
@@ -258,7 +263,8 @@ typedef struct dpm_generate_params {
 typedef int32_t (*dpm_train_progress_fn)(void *user_data, uint64_t step, uint64_t total, float loss);
 
 // Options for `dpm_train`. Fill with `dpm_train_params_init`; a field left at 0 (NULL for
-// strings) keeps the preset's value.
+// strings) keeps the preset's value. Floating-point fields must be finite: NaN and
+// infinities are refused with DPM_ERR_INVALID_ARGUMENT naming the field.
 typedef struct dpm_train_params {
   // `sizeof(dpm_train_params)`.
   uint32_t struct_size;
@@ -274,13 +280,15 @@ typedef struct dpm_train_params {
   uint64_t steps;
   // Batch size.
   uint32_t batch;
-  // Learning rate.
+  // Learning rate: positive and finite (0 keeps the preset's).
   double lr;
   // Warm-up steps.
   uint64_t warmup;
-  // CFG label dropout probability (negative: 0).
+  // CFG label dropout probability, below 1 (negative: 0; 0 keeps the preset's). NaN and
+  // infinities are refused.
   double cfg_dropout;
-  // EMA decay (negative: no EMA).
+  // EMA decay, below 1 (negative: no EMA; 0 keeps the preset's). NaN and infinities are
+  // refused.
   double ema_decay;
   // Seed.
   uint64_t seed;
@@ -368,7 +376,9 @@ dpm_status dpm_runtime_create(const struct dpm_runtime_params *params,
 int32_t dpm_runtime_provider(const struct dpm_runtime *runtime);
 
 // Frees a runtime. Models loaded through it stay valid (they hold what they need). NULL is a
-// no-op.
+// no-op. A call already running with it on another thread (`dpm_model_load`, `dpm_train`)
+// keeps what it uses until it returns; a call that starts during or after this one is a use
+// after free.
 void dpm_runtime_free(struct dpm_runtime *runtime);
 
 // Loads an ONNX noise-prediction model and validates its inputs (x, t, optional labels) and
@@ -389,7 +399,25 @@ dpm_status dpm_model_get_schedule(const struct dpm_model *model, struct dpm_sche
 // on the model; NULL for a NULL handle.
 const char *dpm_model_last_error(const struct dpm_model *model);
 
-// Frees a model. NULL is a no-op. Must not race with other calls on the model.
+// Frees a model. NULL is a no-op.
+//
+// Safe against calls already running on the model on other threads, which is a host's
+// shutdown path (`dpm_cancel`, then `dpm_model_free`, while a worker is inside
+// `dpm_generate`): it stops a running `dpm_generate` as `dpm_cancel` does, waits until that
+// run has stopped (after its current network evaluation or progress callback; the run
+// returns DPM_ERR_CANCELLED, or DPM_OK if it was finishing) and then frees the model. When
+// it returns, no run on the model is going on and no progress callback of one will come.
+// Calls that were inside libdpm keep the memory valid until they return (the last one
+// frees it); one that had entered but not yet begun its work returns DPM_ERR_STATE.
+//
+// Not safe against calls that begin during or after it: from the moment `dpm_model_free` is
+// called the handle is invalid, and a call that enters libdpm then (e.g. a worker loop about
+// to call `dpm_generate` again, or a late `dpm_cancel`) is a use after free. A call is
+// covered once the host knows it is inside libdpm (e.g. its progress callback has run, or
+// the host's own synchronisation orders its start before the free); the host must stop its
+// threads from starting new calls before it frees. Freeing twice is a double free. Called
+// from the progress callback of a run on this model, it does not wait (that run stops when
+// the callback returns and frees the model as it returns).
 void dpm_model_free(struct dpm_model *model);
 
 // A named schedule: "linear" (the reference: betas 1e-4..0.02), "scaled_linear" or "cosine",
@@ -415,7 +443,9 @@ dpm_status dpm_schedule_eval(const struct dpm_schedule *schedule,
 // Number of training steps N of a schedule, or -1 for NULL.
 int32_t dpm_schedule_len(const struct dpm_schedule *schedule);
 
-// Frees a schedule. NULL is a no-op.
+// Frees a schedule. NULL is a no-op. A call already running with it on another thread keeps
+// it valid until that call returns; a call that starts during or after this one is a use
+// after free.
 void dpm_schedule_free(struct dpm_schedule *schedule);
 
 // Name of a `DPM_PREDICTION_*` value ("eps", "x0", "v"), or NULL when out of range.
@@ -451,12 +481,16 @@ dpm_status dpm_sampler_create(const struct dpm_schedule *schedule,
                               struct dpm_sampler **sampler);
 
 // Where the model is needed next: fills `*query` (pointers into the sampler, valid until the
-// next call on it). When `query->done` is nonzero the samples are ready.
+// next call on it). When `query->done` is nonzero the samples are ready. Asking again before
+// submitting gives the same query.
 dpm_status dpm_sampler_next(struct dpm_sampler *sampler, struct dpm_query *query);
 
-// Gives the model output for the pending query: `n = rows * dim` floats in the model's
-// prediction type. Errors: DPM_ERR_SHAPE (wrong n), DPM_ERR_STATE (nothing pending),
-// DPM_ERR_NON_FINITE (NaN/Inf in the output; the message names the step and sample).
+// Gives the model output for the query the last `dpm_sampler_next` returned: `n = rows *
+// dim` floats in the model's prediction type. Each query is answered once: a second submit
+// needs a `dpm_sampler_next` in between. Errors: DPM_ERR_SHAPE (wrong n), DPM_ERR_STATE (no
+// query received from `dpm_sampler_next` is waiting for its output: none asked for yet,
+// already answered, or the run is done), DPM_ERR_NON_FINITE (NaN/Inf in the output; the
+// message names the step and sample; the query stays pending).
 dpm_status dpm_sampler_submit(struct dpm_sampler *sampler, const float *model_output, size_t n);
 
 // Copies the current state (the samples once done): `n = batch * dim` floats.
@@ -465,7 +499,12 @@ dpm_status dpm_sampler_read(const struct dpm_sampler *sampler, float *dst, size_
 // The message of the last failed call on this sampler ("" if none); NULL for NULL.
 const char *dpm_sampler_last_error(const struct dpm_sampler *sampler);
 
-// Frees a sampler. NULL is a no-op.
+// Frees a sampler. NULL is a no-op. Safe against a call already running on the sampler on
+// another thread: it waits until that call has let go of the sampler, then frees it (calls
+// that were inside libdpm keep the memory valid until they return; one that had entered but
+// not yet begun its work returns DPM_ERR_STATE). Not safe against calls that begin during or
+// after it: from the moment it is called the handle is invalid (see `dpm_model_free`).
+// Freeing twice is a double free.
 void dpm_sampler_free(struct dpm_sampler *sampler);
 
 // Fills `params` with the defaults.
@@ -483,7 +522,8 @@ dpm_status dpm_generate(struct dpm_model *model,
                         size_t out_len);
 
 // Asks a running `dpm_generate` on `model` to stop after its current network evaluation
-// (or the next run, if none is running). Safe from any thread.
+// (or the next run, if none is running). Safe from any thread while the model is live
+// (`dpm_model_free` not yet called).
 dpm_status dpm_cancel(const struct dpm_model *model);
 
 // Writes `n` images (CHW floats in [-1, 1], `c` = 1 or 3) as `dir/prefix%05d.png`, converted
@@ -510,8 +550,10 @@ dpm_status dpm_write_grid(const float *images,
 dpm_status dpm_train_params_init(struct dpm_train_params *params);
 
 // Trains a bundled network (see `dpm train`) into `params->out_dir` and writes the path of
-// the exported model into `model_path` (`model_path_len` bytes, NUL-terminated; may be NULL
-// with length 0). Errors: DPM_ERR_CANCELLED (stopped by the callback; resumable),
+// the exported model, `out_dir/model/NETWORK.onnx`, into `model_path` (`model_path_len`
+// bytes, NUL-terminated; may be NULL with length 0). Every argument is checked before
+// training starts, `model_path` included: a buffer too small for that path is refused up
+// front (DPM_ERR_SHAPE). Errors: DPM_ERR_CANCELLED (stopped by the callback; resumable),
 // DPM_ERR_NON_FINITE (a step's loss was not finite; the last checkpoint is intact), ...
 dpm_status dpm_train(const struct dpm_runtime *runtime,
                      const struct dpm_train_params *params_,

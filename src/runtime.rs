@@ -69,7 +69,8 @@ pub struct RuntimeOptions {
     pub provider: Provider,
     /// Fall back to the CPU when the asked-for provider is unavailable (otherwise: error).
     pub cpu_fallback: bool,
-    /// Threads inside one operator (0 = ONNX Runtime's default).
+    /// Threads inside one operator (0 = ONNX Runtime's default); capped to the threads the
+    /// machine runs at once (`std::thread::available_parallelism`).
     pub intra_threads: usize,
     /// Let idle ONNX Runtime threads spin (lower latency on a dedicated machine; off by
     /// default, since a host shares its cores and spinning threads starve its other work).
@@ -228,7 +229,11 @@ impl Runtime {
             env,
             library,
             provider,
-            intra_threads: opts.intra_threads,
+            // A ceiling, not a count: more threads than the machine runs at once only contend
+            // (4096 made one run take minutes).
+            intra_threads: opts
+                .intra_threads
+                .min(crate::solver::kernels::machine_threads()),
             spinning: opts.spinning,
         })
     }
@@ -241,6 +246,12 @@ impl Runtime {
     /// The execution provider sessions will use (CPU after a fallback).
     pub fn provider(&self) -> Provider {
         self.provider
+    }
+
+    /// Threads per operator sessions get: the asked-for count capped to the machine's threads
+    /// (0 = ONNX Runtime's default).
+    pub fn intra_threads(&self) -> usize {
+        self.intra_threads
     }
 
     /// ONNX Runtime's version string (e.g. `1.31.1`; empty if the library does not say).

@@ -175,6 +175,11 @@ fn fifos_and_devices_are_refused() {
             );
         }
     }
+    // Checkpoints are read the same way (a FIFO as checkpoint.dpm used to block --resume).
+    match dpm::train::Checkpoint::load(&fifo) {
+        Err(e) => assert!(e.to_string().contains("FIFO"), "{e}"),
+        Ok(_) => panic!("a FIFO loaded as a checkpoint"),
+    }
     // A missing model is still "file not found".
     let e = load_err(&d.join("missing.onnx"));
     assert!(e.contains("file not found"), "{e}");

@@ -255,6 +255,40 @@ fn sampling_affine2d_equals_rust_model() {
     }
 }
 
+/// Issue 14, item 11: an intra-op thread count is a ceiling, capped to the machine (4096
+/// threads per operator made a run take minutes), and a session with it still samples right.
+#[test]
+fn intra_op_threads_are_capped_to_the_machine() {
+    let machine = dpm::solver::kernels::machine_threads();
+    for asked in [0, 1, 2, 4096, usize::MAX] {
+        let r = Runtime::new(&RuntimeOptions {
+            intra_threads: asked,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            r.intra_threads(),
+            asked.min(machine),
+            "{asked} threads asked for"
+        );
+    }
+    let r = Runtime::new(&RuntimeOptions {
+        intra_threads: 4096,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut m = OnnxModel::load(&r, &data("affine2d.onnx")).unwrap();
+    let mut a = sampler(&m, "dpm2", 10, 8, None, None);
+    m.sample(&mut a, |_| true).unwrap();
+    let mut b = sampler(&m, "dpm2", 10, 8, None, None);
+    b.run(|x, t, _, out| {
+        affine(x, t as f32, out);
+        Ok(())
+    })
+    .unwrap();
+    assert!(max_rel(a.x(), b.x()) < 1e-5);
+}
+
 fn cond_ref(x: &[f32], t: f64, labels: Option<&[i64]>, out: &mut [f32]) -> Result<()> {
     let labels = labels.expect("cond_image needs labels");
     let ts = vec![t.round() as i64; labels.len()];

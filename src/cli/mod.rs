@@ -81,7 +81,7 @@ pub struct RtArgs {
     /// Use the CPU when the asked-for provider is unavailable.
     #[arg(long)]
     cpu_fallback: bool,
-    /// Threads per operator (0 = ONNX Runtime's choice).
+    /// Threads per operator (0 = ONNX Runtime's choice); capped to the machine's threads.
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Let idle ONNX Runtime threads spin (faster on a dedicated machine).

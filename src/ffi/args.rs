@@ -82,16 +82,6 @@ pub(crate) fn out<'a, T>(p: *mut T, what: &'static str) -> CResult<&'a mut T> {
     Ok(unsafe { &mut *p })
 }
 
-/// A required handle (shared access; handles synchronise their own state).
-pub(crate) fn handle<'a, T>(p: *const T, what: &'static str) -> CResult<&'a T> {
-    if p.is_null() {
-        return Err(CError::Null(what));
-    }
-    // SAFETY: non-NULL; the caller promises a live handle created by the matching
-    // dpm_*_create and not yet freed.
-    Ok(unsafe { &*p })
-}
-
 /// Reads a versioned parameter struct whose first field is `u32 struct_size`. A caller built
 /// against a newer header (a larger struct that begins with these fields) is read up to the
 /// fields this libdpm knows. A smaller size is refused: this is the first version of every
@@ -133,6 +123,28 @@ pub(crate) fn enum_value<T: Copy>(v: i32, table: &[(i32, T)], what: &'static str
             ))
             .into()
         })
+}
+
+/// A floating-point argument that must be finite (NaN and infinities are refused before any
+/// conversion could turn them into something else, e.g. `NaN.max(0.0) == 0`).
+pub(crate) fn finite(v: f64, what: &str) -> CResult<f64> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(Error::InvalidArgument(format!("{what} = {v} is not a finite number")).into())
+    }
+}
+
+/// A finite floating-point argument in `[lo, hi]` (`[lo, hi)` when `hi_open`).
+pub(crate) fn in_range(v: f64, lo: f64, hi: f64, hi_open: bool, what: &str) -> CResult<f64> {
+    let v = finite(v, what)?;
+    let top = if hi_open { v < hi } else { v <= hi };
+    if v >= lo && top {
+        Ok(v)
+    } else {
+        let close = if hi_open { ')' } else { ']' };
+        Err(Error::InvalidArgument(format!("{what} = {v} is outside [{lo}, {hi}{close}")).into())
+    }
 }
 
 /// A positive count argument.

@@ -1,11 +1,12 @@
 //! Runtime, model and schedule handles.
 
 use std::ffi::{c_char, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
 
-use super::args::{cstr, enum_value, handle, opt_cstr, out, path_arg, slice};
+use super::args::{cstr, enum_value, opt_cstr, out, path_arg, slice};
 use super::{c_message, guard, guard0, CError, CResult};
 use crate::ffi::dpm_status;
 use crate::model::{OnnxModel, TimeType};
@@ -45,7 +46,8 @@ pub struct dpm_runtime_params {
     pub device_id: i32,
     /// Nonzero: use the CPU when the provider is unavailable instead of failing (default 0).
     pub cpu_fallback: i32,
-    /// Threads per operator, 0 = ONNX Runtime's default.
+    /// Threads per operator, 0 = ONNX Runtime's default. A ceiling: capped to the threads the
+    /// machine runs at once (`std::thread::available_parallelism`: CPU affinity and quotas).
     pub intra_threads: i32,
     /// Path of libonnxruntime.so, or NULL for the default search (DPM_ORT_LIB, ORT_DYLIB_PATH,
     /// next to libdpm.so, the project's set-up). Only read during the call.
@@ -78,6 +80,11 @@ pub struct dpm_runtime {
 pub struct dpm_model {
     pub(crate) model: Mutex<OnnxModel>,
     pub(crate) cancel: AtomicBool,
+    /// Set by `dpm_model_free`: running calls stop, calls still on their way in are refused.
+    pub(crate) closed: AtomicBool,
+    /// [`thread_token`] of the thread inside `dpm_generate` (0 = none): `dpm_model_free`
+    /// from that run's own progress callback must not wait for the run.
+    pub(crate) runner: AtomicUsize,
     pub(crate) last_error: Mutex<CString>,
 }
 
@@ -148,23 +155,81 @@ pub(crate) fn lock<'a, T>(
     }
 }
 
+/// [`lock`] for a handle that `dpm_*_free` may be closing: a call that got in after the free
+/// took its turn is refused (`DPM_ERR_STATE`) instead of running on a handle the host has
+/// given up.
+pub(crate) fn lock_open<'a, T>(
+    m: &'a Mutex<T>,
+    closed: &AtomicBool,
+    what: &'static str,
+) -> CResult<std::sync::MutexGuard<'a, T>> {
+    let g = lock(m, what)?;
+    if closed.load(Ordering::SeqCst) {
+        return Err(crate::Error::State(format!(
+            "{what} is being freed (dpm_*_free was called while this call was starting)"
+        ))
+        .into());
+    }
+    Ok(g)
+}
+
+// Handles are reference counted: the caller's handle is one reference (from `Arc::into_raw`,
+// given up by `dpm_*_free`), and every call holds one more for as long as it runs
+// ([`acquire`]). A free that overlaps a running call therefore never pulls the memory from
+// under it: the last of them to finish frees it.
+
 /// Hands a new handle to the caller through `dst`. (Entry points that do real work first,
 /// like loading a library or a model, also check `dst` up front, so a NULL destination
 /// costs nothing.)
-pub(crate) fn boxed<T>(v: T, dst: *mut *mut T, what: &'static str) -> CResult<()> {
-    // Check the destination before boxing: in `*place = value` Rust evaluates `value` first,
-    // so a failing `out()?` on the left would leak the new handle.
+pub(crate) fn share<T>(v: T, dst: *mut *mut T, what: &'static str) -> CResult<()> {
+    // Check the destination before allocating: in `*place = value` Rust evaluates `value`
+    // first, so a failing `out()?` on the left would leak the new handle.
     let d = out(dst, what)?;
-    *d = Box::into_raw(Box::new(v));
+    *d = Arc::into_raw(Arc::new(v)).cast_mut();
     Ok(())
 }
 
-pub(crate) fn free<T>(p: *mut T) {
-    if !p.is_null() {
-        // SAFETY: `p` came from Box::into_raw in the matching create function and the caller
-        // gives up ownership (dpm.h: "frees; NULL is a no-op; the handle must not be used after").
-        drop(unsafe { Box::from_raw(p) });
+/// A reference to a live handle for the length of one call (shared access; handles
+/// synchronise their own state).
+pub(crate) fn acquire<T>(p: *const T, what: &'static str) -> CResult<Arc<T>> {
+    if p.is_null() {
+        return Err(CError::Null(what));
     }
+    // SAFETY: non-NULL; the caller promises a live handle: one from the matching create
+    // function (`Arc::into_raw` in `share`) whose `dpm_*_free` has not been called. Its own
+    // reference keeps the count at 1 or more until then, so the count is alive while we add
+    // ours, and the `Arc` we build owns exactly the reference we added.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Ok(Arc::from_raw(p))
+    }
+}
+
+/// Takes back the caller's reference of a handle being freed (`None` for NULL).
+pub(crate) fn release<T>(p: *mut T) -> Option<Arc<T>> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` came from `Arc::into_raw` in `share` and the caller gives its reference up
+    // (dpm.h: the handle must not be used after its free, nor freed twice).
+    Some(unsafe { Arc::from_raw(p.cast_const()) })
+}
+
+/// Frees a handle without a long-running call: drops the caller's reference (a call still
+/// inside keeps the memory until it returns). NULL is a no-op.
+pub(crate) fn free<T>(p: *mut T) {
+    if let Some(h) = release(p) {
+        // Dropping runs destructors (ONNX Runtime's among them): no panic may cross the ABI.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(h)));
+    }
+}
+
+/// Identifies the calling thread among the live ones (the address of a thread-local).
+pub(crate) fn thread_token() -> usize {
+    thread_local! {
+        static TOKEN: u8 = const { 0 };
+    }
+    TOKEN.with(|t| t as *const u8 as usize)
 }
 
 /// Fills `params` with the defaults (CPU, default library search).
@@ -220,14 +285,14 @@ pub extern "C" fn dpm_runtime_create(
             intra_threads: p.intra_threads as usize,
             spinning: p.spinning != 0,
         })?;
-        boxed(dpm_runtime { rt }, runtime, "runtime")
+        share(dpm_runtime { rt }, runtime, "runtime")
     })
 }
 
 /// The execution provider in use (`DPM_PROVIDER_*`; CPU after a fallback), or -1 for NULL.
 #[no_mangle]
 pub extern "C" fn dpm_runtime_provider(runtime: *const dpm_runtime) -> i32 {
-    match handle(runtime, "runtime") {
+    match acquire(runtime, "runtime") {
         Ok(r) => match r.rt.provider() {
             Provider::Cpu => DPM_PROVIDER_CPU,
             Provider::Cuda { .. } => DPM_PROVIDER_CUDA,
@@ -237,7 +302,9 @@ pub extern "C" fn dpm_runtime_provider(runtime: *const dpm_runtime) -> i32 {
 }
 
 /// Frees a runtime. Models loaded through it stay valid (they hold what they need). NULL is a
-/// no-op.
+/// no-op. A call already running with it on another thread (`dpm_model_load`, `dpm_train`)
+/// keeps what it uses until it returns; a call that starts during or after this one is a use
+/// after free.
 #[no_mangle]
 pub extern "C" fn dpm_runtime_free(runtime: *mut dpm_runtime) {
     free(runtime)
@@ -254,13 +321,15 @@ pub extern "C" fn dpm_model_load(
 ) -> dpm_status {
     guard0(|| {
         out(model, "model")?;
-        let rt = handle(runtime, "runtime")?;
+        let rt = acquire(runtime, "runtime")?;
         let path = path_arg(path, "path")?;
         let m = OnnxModel::load(&rt.rt, path)?;
-        boxed(
+        share(
             dpm_model {
                 model: Mutex::new(m),
                 cancel: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                runner: AtomicUsize::new(0),
                 last_error: Mutex::new(CString::default()),
             },
             model,
@@ -275,7 +344,7 @@ pub extern "C" fn dpm_model_get_info(
     model: *const dpm_model,
     info: *mut dpm_model_info,
 ) -> dpm_status {
-    let Ok(h) = handle(model, "model") else {
+    let Ok(h) = acquire(model, "model") else {
         return guard0(|| Err(CError::Null("model")));
     };
     guard(
@@ -289,7 +358,7 @@ pub extern "C" fn dpm_model_get_info(
                 )
                 .into());
             }
-            let m = lock(&h.model, "model")?;
+            let m = lock_open(&h.model, &h.closed, "model")?;
             let i = m.info();
             if i.sample_shape.len() > 4 {
                 return Err(crate::Error::Shape(format!(
@@ -338,14 +407,14 @@ pub extern "C" fn dpm_model_get_schedule(
     model: *const dpm_model,
     schedule: *mut *mut dpm_schedule,
 ) -> dpm_status {
-    let Ok(h) = handle(model, "model") else {
+    let Ok(h) = acquire(model, "model") else {
         return guard0(|| Err(CError::Null("model")));
     };
     guard(
         |m| store(&h.last_error, m),
         || {
-            let s = lock(&h.model, "model")?.info().schedule()?;
-            boxed(dpm_schedule { sched: s }, schedule, "schedule")
+            let s = lock_open(&h.model, &h.closed, "model")?.info().schedule()?;
+            share(dpm_schedule { sched: s }, schedule, "schedule")
         },
     )
 }
@@ -354,7 +423,7 @@ pub extern "C" fn dpm_model_get_schedule(
 /// on the model; NULL for a NULL handle.
 #[no_mangle]
 pub extern "C" fn dpm_model_last_error(model: *const dpm_model) -> *const c_char {
-    match handle(model, "model") {
+    match acquire(model, "model") {
         Ok(h) => match h.last_error.lock() {
             Ok(s) => s.as_ptr(),
             Err(_) => c"(unavailable)".as_ptr(),
@@ -363,10 +432,37 @@ pub extern "C" fn dpm_model_last_error(model: *const dpm_model) -> *const c_char
     }
 }
 
-/// Frees a model. NULL is a no-op. Must not race with other calls on the model.
+/// Frees a model. NULL is a no-op.
+///
+/// Safe against calls already running on the model on other threads, which is a host's
+/// shutdown path (`dpm_cancel`, then `dpm_model_free`, while a worker is inside
+/// `dpm_generate`): it stops a running `dpm_generate` as `dpm_cancel` does, waits until that
+/// run has stopped (after its current network evaluation or progress callback; the run
+/// returns DPM_ERR_CANCELLED, or DPM_OK if it was finishing) and then frees the model. When
+/// it returns, no run on the model is going on and no progress callback of one will come.
+/// Calls that were inside libdpm keep the memory valid until they return (the last one
+/// frees it); one that had entered but not yet begun its work returns DPM_ERR_STATE.
+///
+/// Not safe against calls that begin during or after it: from the moment `dpm_model_free` is
+/// called the handle is invalid, and a call that enters libdpm then (e.g. a worker loop about
+/// to call `dpm_generate` again, or a late `dpm_cancel`) is a use after free. A call is
+/// covered once the host knows it is inside libdpm (e.g. its progress callback has run, or
+/// the host's own synchronisation orders its start before the free); the host must stop its
+/// threads from starting new calls before it frees. Freeing twice is a double free. Called
+/// from the progress callback of a run on this model, it does not wait (that run stops when
+/// the callback returns and frees the model as it returns).
 #[no_mangle]
 pub extern "C" fn dpm_model_free(model: *mut dpm_model) {
-    free(model)
+    let Some(h) = release(model) else { return };
+    let _ = catch_unwind(AssertUnwindSafe(move || {
+        h.closed.store(true, Ordering::SeqCst);
+        h.cancel.store(true, Ordering::SeqCst);
+        if h.runner.load(Ordering::SeqCst) != thread_token() {
+            // Blocks until a running call lets go of the model (a poisoned lock is let go too).
+            drop(h.model.lock());
+        }
+        drop(h);
+    }));
 }
 
 /// A named schedule: "linear" (the reference: betas 1e-4..0.02), "scaled_linear" or "cosine",
@@ -380,7 +476,7 @@ pub extern "C" fn dpm_schedule_create(
     guard0(|| {
         let name = cstr(name, "name")?;
         let n = super::args::positive(i64::from(num_steps), "num_steps")?;
-        boxed(
+        share(
             dpm_schedule {
                 sched: schedule::named(name, n)?,
             },
@@ -426,7 +522,7 @@ fn schedule_from_table(
 ) -> dpm_status {
     guard0(|| {
         let sched = build(slice(table, n, what)?)?;
-        boxed(dpm_schedule { sched }, schedule, "schedule")
+        share(dpm_schedule { sched }, schedule, "schedule")
     })
 }
 
@@ -441,7 +537,8 @@ pub extern "C" fn dpm_schedule_eval(
     lambda: *mut f64,
 ) -> dpm_status {
     guard0(|| {
-        let s = &handle(schedule, "schedule")?.sched;
+        let h = acquire(schedule, "schedule")?;
+        let s = &h.sched;
         if !(0.0..=s.t_max()).contains(&t) {
             return Err(crate::Error::InvalidArgument(format!(
                 "t = {t} is outside [0, {}]",
@@ -465,10 +562,12 @@ pub extern "C" fn dpm_schedule_eval(
 /// Number of training steps N of a schedule, or -1 for NULL.
 #[no_mangle]
 pub extern "C" fn dpm_schedule_len(schedule: *const dpm_schedule) -> i32 {
-    handle(schedule, "schedule").map_or(-1, |s| s.sched.len() as i32)
+    acquire(schedule, "schedule").map_or(-1, |s| s.sched.len() as i32)
 }
 
-/// Frees a schedule. NULL is a no-op.
+/// Frees a schedule. NULL is a no-op. A call already running with it on another thread keeps
+/// it valid until that call returns; a call that starts during or after this one is a use
+/// after free.
 #[no_mangle]
 pub extern "C" fn dpm_schedule_free(schedule: *mut dpm_schedule) {
     free(schedule)

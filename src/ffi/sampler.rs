@@ -1,12 +1,16 @@
 //! Sampler parameters, host-driven stepping, batch generation with an ONNX model, image output.
 
 use std::ffi::{c_char, c_void, CString};
-use std::sync::atomic::Ordering;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::args::{cstr, enum_value, handle, out, params, path_arg, positive, slice, slice_mut};
+use super::args::{
+    cstr, enum_value, finite, in_range, out, params, path_arg, positive, slice, slice_mut,
+};
 use super::handles::{
-    dpm_model, dpm_schedule, lock, store, DPM_PREDICTION_FROM_MODEL, PREDICTIONS,
+    acquire, dpm_model, dpm_schedule, lock_open, release, share, store, thread_token,
+    DPM_PREDICTION_FROM_MODEL, PREDICTIONS,
 };
 use super::{guard, guard0, CError, CResult};
 use crate::error::Error;
@@ -73,7 +77,9 @@ const CONVENTIONS: &[(i32, Convention)] = &[
 ];
 
 /// Everything that defines how samples are drawn. Fill with `dpm_sampler_params_init`
-/// (DPM-Solver-2, 20 NFE, no guidance) or `dpm_sampler_params_preset`, then adjust.
+/// (DPM-Solver-2, 20 NFE, no guidance) or `dpm_sampler_params_preset`, then adjust. Every
+/// floating-point field (and every custom time) must be finite, whether the solver uses it
+/// or not: NaN and infinities are refused with DPM_ERR_INVALID_ARGUMENT naming the field.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct dpm_sampler_params {
@@ -121,7 +127,9 @@ pub struct dpm_sampler_params {
     pub guidance_convention: i32,
     /// Label of the null class (0).
     pub null_label: i64,
-    /// Threads for the solver's elementwise updates (1).
+    /// Threads for the solver's elementwise updates (1). A ceiling: an update runs on at most
+    /// the threads the machine runs at once (`std::thread::available_parallelism`) and one
+    /// thread per 16384 values (none extra below 65536); the samples do not depend on it.
     pub threads: i32,
 }
 
@@ -198,12 +206,57 @@ fn to_config(
     }
     let mut c = SolverConfig::new(algorithm, method, p.order as usize, p.nfe as usize);
     c.spacing = match enum_value(p.spacing, SPACINGS, "params.spacing")? {
-        "custom" => Spacing::Custom(
-            slice(p.custom_times, p.num_custom_times, "params.custom_times")?.to_vec(),
-        ),
+        "custom" => {
+            let times = slice(p.custom_times, p.num_custom_times, "params.custom_times")?;
+            for (i, &t) in times.iter().enumerate() {
+                finite(t, &format!("params.custom_times[{i}]"))?;
+            }
+            Spacing::Custom(times.to_vec())
+        }
         name => Spacing::named(name)?,
     };
-    c.eta = p.eta;
+    // Every float field is checked by name, used or not (a NaN left in an unused field is a
+    // bug in the caller all the same); the ranges that depend on the solver are checked by
+    // its validation below.
+    c.eta = in_range(
+        p.eta,
+        0.0,
+        crate::solver::config::MAX_SDE_ETA,
+        false,
+        "params.eta",
+    )?;
+    let threshold_ratio = finite(p.threshold_ratio, "params.threshold_ratio")?;
+    let threshold_max = finite(p.threshold_max, "params.threshold_max")?;
+    if p.thresholding != 0 {
+        if !(threshold_ratio > 0.0 && threshold_ratio <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "params.threshold_ratio = {threshold_ratio} is outside (0, 1]"
+            ))
+            .into());
+        }
+        if threshold_max <= 0.0 {
+            return Err(Error::InvalidArgument(format!(
+                "params.threshold_max = {threshold_max} must be positive"
+            ))
+            .into());
+        }
+    }
+    let rtol = finite(p.rtol, "params.rtol")?;
+    let atol = finite(p.atol, "params.atol")?;
+    if method == Method::Adaptive {
+        if rtol < 0.0 {
+            return Err(Error::InvalidArgument(format!(
+                "params.rtol = {rtol} must not be negative"
+            ))
+            .into());
+        }
+        if atol <= 0.0 {
+            return Err(
+                Error::InvalidArgument(format!("params.atol = {atol} must be positive")).into(),
+            );
+        }
+    }
+    let guidance_scale = finite(p.guidance_scale, "params.guidance_scale")?;
     c.lower_order_final = p.lower_order_final != 0;
     c.reference_midpoint = p.reference_midpoint != 0;
     c.prediction = if p.prediction == DPM_PREDICTION_FROM_MODEL {
@@ -212,16 +265,16 @@ fn to_config(
         enum_value(p.prediction, PREDICTIONS, "params.prediction")?
     };
     c.thresholding = (p.thresholding != 0).then_some(Thresholding {
-        ratio: p.threshold_ratio,
-        max_val: p.threshold_max,
+        ratio: threshold_ratio,
+        max_val: threshold_max,
     });
-    c.adaptive.rtol = p.rtol;
-    c.adaptive.atol = p.atol;
+    c.adaptive.rtol = rtol;
+    c.adaptive.atol = atol;
     c.threads = positive(i64::from(p.threads), "params.threads")?;
     c.validate()?;
     let g = if p.guidance != 0 {
         Some(Guidance {
-            scale: p.guidance_scale,
+            scale: guidance_scale,
             convention: enum_value(
                 p.guidance_convention,
                 CONVENTIONS,
@@ -272,8 +325,18 @@ pub extern "C" fn dpm_sampler_params_preset(
 
 /// A batch being sampled by a host that runs the model itself (see `dpm_sampler_next`).
 pub struct dpm_sampler {
-    state: Mutex<Sampler>,
+    state: Mutex<HostLoop>,
+    /// Set by `dpm_sampler_free`: calls still on their way in are refused.
+    closed: AtomicBool,
     last_error: Mutex<CString>,
+}
+
+/// The sampler and where the host stands in its loop.
+struct HostLoop {
+    sampler: Sampler,
+    /// The host has received the pending query (`dpm_sampler_next`) and not answered it yet:
+    /// only then may it submit, so every output answers a query the host saw, once.
+    query_out: bool,
 }
 
 /// What the model is asked for next (see `dpm_sampler_next`).
@@ -318,7 +381,7 @@ pub extern "C" fn dpm_sampler_create(
         let sched: Schedule = if schedule.is_null() {
             Schedule::reference()
         } else {
-            handle(schedule, "schedule")?.sched.clone()
+            acquire(schedule, "schedule")?.sched.clone()
         };
         let p = super::args::params(params, "params")?;
         let (cfg, g) = to_config(&p, None)?;
@@ -338,34 +401,42 @@ pub extern "C" fn dpm_sampler_create(
             labels,
             g,
         )?;
-        let dst = out(sampler, "sampler")?;
-        *dst = Box::into_raw(Box::new(dpm_sampler {
-            state: Mutex::new(s),
-            last_error: Mutex::new(CString::default()),
-        }));
-        Ok(())
+        share(
+            dpm_sampler {
+                state: Mutex::new(HostLoop {
+                    sampler: s,
+                    query_out: false,
+                }),
+                closed: AtomicBool::new(false),
+                last_error: Mutex::new(CString::default()),
+            },
+            sampler,
+            "sampler",
+        )
     })
 }
 
 fn with_sampler(
     sampler: *const dpm_sampler,
-    f: impl FnOnce(&mut Sampler) -> CResult<()>,
+    f: impl FnOnce(&mut HostLoop) -> CResult<()>,
 ) -> dpm_status {
-    let Ok(h) = handle(sampler, "sampler") else {
+    let Ok(h) = acquire(sampler, "sampler") else {
         return guard0(|| Err(CError::Null("sampler")));
     };
     guard(
         |m| store(&h.last_error, m),
-        || f(&mut *lock(&h.state, "sampler")?),
+        || f(&mut *lock_open(&h.state, &h.closed, "sampler")?),
     )
 }
 
 /// Where the model is needed next: fills `*query` (pointers into the sampler, valid until the
-/// next call on it). When `query->done` is nonzero the samples are ready.
+/// next call on it). When `query->done` is nonzero the samples are ready. Asking again before
+/// submitting gives the same query.
 #[no_mangle]
 pub extern "C" fn dpm_sampler_next(sampler: *mut dpm_sampler, query: *mut dpm_query) -> dpm_status {
-    with_sampler(sampler, |st| {
+    with_sampler(sampler, |hl| {
         let q = out(query, "query")?;
+        let st = &mut hl.sampler;
         let nfe = st.solver().nfe() as u32;
         let dim = st.dim() as u32;
         *q = match st.query() {
@@ -388,25 +459,44 @@ pub extern "C" fn dpm_sampler_next(sampler: *mut dpm_sampler, query: *mut dpm_qu
                 done: 1,
             },
         };
+        hl.query_out = q.done == 0;
         Ok(())
     })
 }
 
-/// Gives the model output for the pending query: `n = rows * dim` floats in the model's
-/// prediction type. Errors: DPM_ERR_SHAPE (wrong n), DPM_ERR_STATE (nothing pending),
-/// DPM_ERR_NON_FINITE (NaN/Inf in the output; the message names the step and sample).
+/// Gives the model output for the query the last `dpm_sampler_next` returned: `n = rows *
+/// dim` floats in the model's prediction type. Each query is answered once: a second submit
+/// needs a `dpm_sampler_next` in between. Errors: DPM_ERR_SHAPE (wrong n), DPM_ERR_STATE (no
+/// query received from `dpm_sampler_next` is waiting for its output: none asked for yet,
+/// already answered, or the run is done), DPM_ERR_NON_FINITE (NaN/Inf in the output; the
+/// message names the step and sample; the query stays pending).
 #[no_mangle]
 pub extern "C" fn dpm_sampler_submit(
     sampler: *mut dpm_sampler,
     model_output: *const f32,
     n: usize,
 ) -> dpm_status {
-    with_sampler(sampler, |st| {
+    with_sampler(sampler, |hl| {
         if n == 0 {
             return Err(Error::Shape("model output of 0 values".into()).into());
         }
         let o = slice(model_output, n, "model_output")?;
-        st.submit(o)?;
+        if !hl.query_out {
+            return Err(Error::State(
+                "no query is waiting for a model output: call dpm_sampler_next first (each \
+                 query it returns is answered by one dpm_sampler_submit)"
+                    .into(),
+            )
+            .into());
+        }
+        let nfe = hl.sampler.solver().nfe();
+        let r = hl.sampler.submit(o);
+        // A refused output (wrong size, NaN) leaves the query pending; one that was taken, even
+        // if a later part of the step failed, has answered it.
+        if r.is_ok() || hl.sampler.solver().nfe() != nfe {
+            hl.query_out = false;
+        }
+        r?;
         Ok(())
     })
 }
@@ -418,8 +508,8 @@ pub extern "C" fn dpm_sampler_read(
     dst: *mut f32,
     n: usize,
 ) -> dpm_status {
-    with_sampler(sampler, |st| {
-        let x = st.x();
+    with_sampler(sampler, |hl| {
+        let x = hl.sampler.x();
         if n != x.len() {
             return Err(
                 Error::Shape(format!("dst holds {n} floats, the batch has {}", x.len())).into(),
@@ -433,7 +523,7 @@ pub extern "C" fn dpm_sampler_read(
 /// The message of the last failed call on this sampler ("" if none); NULL for NULL.
 #[no_mangle]
 pub extern "C" fn dpm_sampler_last_error(sampler: *const dpm_sampler) -> *const c_char {
-    match handle(sampler, "sampler") {
+    match acquire(sampler, "sampler") {
         Ok(h) => match h.last_error.lock() {
             Ok(s) => s.as_ptr(),
             Err(_) => c"(unavailable)".as_ptr(),
@@ -442,10 +532,21 @@ pub extern "C" fn dpm_sampler_last_error(sampler: *const dpm_sampler) -> *const 
     }
 }
 
-/// Frees a sampler. NULL is a no-op.
+/// Frees a sampler. NULL is a no-op. Safe against a call already running on the sampler on
+/// another thread: it waits until that call has let go of the sampler, then frees it (calls
+/// that were inside libdpm keep the memory valid until they return; one that had entered but
+/// not yet begun its work returns DPM_ERR_STATE). Not safe against calls that begin during or
+/// after it: from the moment it is called the handle is invalid (see `dpm_model_free`).
+/// Freeing twice is a double free.
 #[no_mangle]
 pub extern "C" fn dpm_sampler_free(sampler: *mut dpm_sampler) {
-    super::handles::free(sampler)
+    let Some(h) = release(sampler) else { return };
+    let _ = catch_unwind(AssertUnwindSafe(move || {
+        h.closed.store(true, Ordering::SeqCst);
+        // Blocks until a running call lets go of the sampler (a poisoned lock is let go too).
+        drop(h.state.lock());
+        drop(h);
+    }));
 }
 
 /// Progress of `dpm_generate`, passed to the callback after every network evaluation.
@@ -528,16 +629,24 @@ pub extern "C" fn dpm_generate(
     out_buf: *mut f32,
     out_len: usize,
 ) -> dpm_status {
-    let Ok(h) = handle(model as *const dpm_model, "model") else {
+    let Ok(h) = acquire(model as *const dpm_model, "model") else {
         return guard0(|| Err(CError::Null("model")));
     };
-    let status = guard(
+    guard(
         |m| store(&h.last_error, m),
-        || generate(h, sampler_params, gen, out_buf, out_len),
-    );
-    // A cancel request is consumed by the run it stopped (or by this run, if it came late).
-    h.cancel.store(false, Ordering::SeqCst);
-    status
+        || generate(&h, sampler_params, gen, out_buf, out_len),
+    )
+}
+
+/// Clears a model's cancel flag when dropped: a cancel request is consumed by the run it
+/// stopped (or by the run it came late for), and only by a run that held the model, so a
+/// call refused with DPM_ERR_BUSY cannot swallow a cancel meant for the running one.
+struct ConsumeCancel<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for ConsumeCancel<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 fn generate(
@@ -547,7 +656,12 @@ fn generate(
     out_buf: *mut f32,
     out_len: usize,
 ) -> CResult<()> {
-    let mut m = lock(&h.model, "model")?;
+    let mut m = lock_open(&h.model, &h.closed, "model")?;
+    // Declared after the lock guard, so dropped (the flag cleared) before the lock is let go.
+    let _consume = ConsumeCancel(&h.cancel);
+    // While this thread runs the model: `dpm_model_free` from our own progress callback must
+    // not wait for us. Cleared before the lock is let go (declared after it: dropped first).
+    let _runner = Runner::enter(&h.runner);
     let info = m.info().clone();
     let p = params(sampler_params, "sampler_params")?;
     let g = params(gen, "gen")?;
@@ -580,7 +694,7 @@ fn generate(
         labels,
     };
     m.generate(&req, outv, |p| {
-        if h.cancel.load(Ordering::SeqCst) {
+        if h.cancel.load(Ordering::SeqCst) || h.closed.load(Ordering::SeqCst) {
             return false;
         }
         match g.progress {
@@ -600,12 +714,31 @@ fn generate(
     Ok(())
 }
 
+/// Marks the thread running a model's `dpm_generate` while it holds the model.
+struct Runner<'a>(&'a AtomicUsize);
+
+impl<'a> Runner<'a> {
+    fn enter(slot: &'a AtomicUsize) -> Self {
+        slot.store(thread_token(), Ordering::SeqCst);
+        Runner(slot)
+    }
+}
+
+impl Drop for Runner<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
+}
+
 /// Asks a running `dpm_generate` on `model` to stop after its current network evaluation
-/// (or the next run, if none is running). Safe from any thread.
+/// (or the next run, if none is running). Safe from any thread while the model is live
+/// (`dpm_model_free` not yet called).
 #[no_mangle]
 pub extern "C" fn dpm_cancel(model: *const dpm_model) -> dpm_status {
     guard0(|| {
-        handle(model, "model")?.cancel.store(true, Ordering::SeqCst);
+        acquire(model, "model")?
+            .cancel
+            .store(true, Ordering::SeqCst);
         Ok(())
     })
 }
@@ -687,4 +820,88 @@ pub extern "C" fn dpm_write_grid(
         crate::imageio::save_grid(path_arg(path, "path")?, imgs, n, c, h, w, cols)?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::DPM_OK;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{mpsc, Arc};
+
+    fn new_sampler() -> *mut dpm_sampler {
+        let p = dpm_sampler_params::default();
+        let mut s: *mut dpm_sampler = std::ptr::null_mut();
+        let st = dpm_sampler_create(std::ptr::null(), &p, 4, 2, 1, 0, std::ptr::null(), &mut s);
+        assert_eq!(st, DPM_OK);
+        s
+    }
+
+    /// `dpm_sampler_free` while another thread is inside a call on the sampler waits for that
+    /// call to let go, and the memory stays valid for it until it returns (issue 14, item 14).
+    #[test]
+    fn free_waits_for_a_running_call() {
+        let s = new_sampler();
+        // A call inside the sampler on another thread: it holds a reference and the state.
+        let call = acquire(s.cast_const(), "sampler").unwrap();
+        // The test's own look at the handle while it is being freed.
+        let watch = acquire(s.cast_const(), "sampler").unwrap();
+        let (inside_tx, inside_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let running = std::thread::spawn(move || {
+            let g = call.state.lock().unwrap();
+            inside_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            let done = g.sampler.x().len();
+            drop(g);
+            // After the free: still ours to read.
+            (done, call.closed.load(Ordering::SeqCst))
+        });
+        inside_rx.recv().unwrap();
+        let freed = Arc::new(AtomicBool::new(false));
+        let (f, addr) = (freed.clone(), s as usize);
+        let freeing = std::thread::spawn(move || {
+            dpm_sampler_free(addr as *mut dpm_sampler);
+            f.store(true, Ordering::SeqCst);
+        });
+        while !watch.closed.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // The free has begun and the call still holds the sampler: the free must be waiting.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!freed.load(Ordering::SeqCst), "freed under a running call");
+        go_tx.send(()).unwrap();
+        assert_eq!(running.join().unwrap(), (8, true));
+        freeing.join().unwrap();
+        assert!(freed.load(Ordering::SeqCst));
+        // A call that got its reference before the free but the state after it is refused.
+        let e = lock_open(&watch.state, &watch.closed, "sampler").map(|_| ());
+        assert!(matches!(e, Err(CError::Lib(Error::State(_)))), "{e:?}");
+    }
+
+    /// Issue 14, item 13: each query is answered once, and only after the host received it.
+    #[test]
+    fn a_submit_needs_a_query_received_from_next() {
+        let s = new_sampler();
+        let out = [0.5f32; 8];
+        let mut q = std::mem::MaybeUninit::<dpm_query>::uninit();
+        assert_eq!(
+            dpm_sampler_submit(s, out.as_ptr(), 8),
+            crate::ffi::DPM_ERR_STATE
+        );
+        assert_eq!(dpm_sampler_next(s, q.as_mut_ptr()), DPM_OK);
+        assert_eq!(dpm_sampler_next(s, q.as_mut_ptr()), DPM_OK); // the same query again
+        assert_eq!(
+            dpm_sampler_submit(s, out.as_ptr(), 3),
+            crate::ffi::DPM_ERR_SHAPE
+        );
+        assert_eq!(dpm_sampler_submit(s, out.as_ptr(), 8), DPM_OK); // still pending
+        assert_eq!(
+            dpm_sampler_submit(s, out.as_ptr(), 8),
+            crate::ffi::DPM_ERR_STATE
+        );
+        assert_eq!(dpm_sampler_next(s, q.as_mut_ptr()), DPM_OK);
+        assert_eq!(dpm_sampler_submit(s, out.as_ptr(), 8), DPM_OK);
+        dpm_sampler_free(s);
+    }
 }

@@ -3,8 +3,8 @@
 use std::ffi::{c_char, c_void};
 use std::path::Path;
 
-use super::args::{handle, opt_cstr, params, path_arg, slice_mut};
-use super::handles::dpm_runtime;
+use super::args::{finite, opt_cstr, params, path_arg, slice_mut};
+use super::handles::{acquire, dpm_runtime};
 use super::{guard0, CResult};
 use crate::error::Error;
 use crate::ffi::dpm_status;
@@ -17,7 +17,8 @@ pub type dpm_train_progress_fn =
     Option<extern "C" fn(user_data: *mut c_void, step: u64, total: u64, loss: f32) -> i32>;
 
 /// Options for `dpm_train`. Fill with `dpm_train_params_init`; a field left at 0 (NULL for
-/// strings) keeps the preset's value.
+/// strings) keeps the preset's value. Floating-point fields must be finite: NaN and
+/// infinities are refused with DPM_ERR_INVALID_ARGUMENT naming the field.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct dpm_train_params {
@@ -35,13 +36,15 @@ pub struct dpm_train_params {
     pub steps: u64,
     /// Batch size.
     pub batch: u32,
-    /// Learning rate.
+    /// Learning rate: positive and finite (0 keeps the preset's).
     pub lr: f64,
     /// Warm-up steps.
     pub warmup: u64,
-    /// CFG label dropout probability (negative: 0).
+    /// CFG label dropout probability, below 1 (negative: 0; 0 keeps the preset's). NaN and
+    /// infinities are refused.
     pub cfg_dropout: f64,
-    /// EMA decay (negative: no EMA).
+    /// EMA decay, below 1 (negative: no EMA; 0 keeps the preset's). NaN and infinities are
+    /// refused.
     pub ema_decay: f64,
     /// Seed.
     pub seed: u64,
@@ -87,6 +90,18 @@ pub extern "C" fn dpm_train_params_init(params: *mut dpm_train_params) -> dpm_st
     })
 }
 
+/// A finite field below 1 whose negative values mean `negative`.
+fn below_one(v: f64, what: &str, negative: &str) -> CResult<f64> {
+    let v = finite(v, what)?;
+    if v >= 1.0 {
+        return Err(Error::InvalidArgument(format!(
+            "{what} = {v} must be below 1 (negative: {negative}; 0 keeps the preset's)"
+        ))
+        .into());
+    }
+    Ok(v)
+}
+
 fn config(p: &dpm_train_params) -> CResult<TrainConfig> {
     let mut c = TrainConfig::preset(opt_cstr(p.preset, "params.preset")?.unwrap_or("toy2d"))?;
     if let Some(n) = opt_cstr(p.network, "params.network")? {
@@ -101,17 +116,28 @@ fn config(p: &dpm_train_params) -> CResult<TrainConfig> {
     if p.batch > 0 {
         c.batch = p.batch as usize;
     }
-    if p.lr != 0.0 {
-        c.lr = p.lr;
+    // Every float is checked as given, before a convention (0 = preset, negative = none)
+    // could turn NaN into a number: `NaN != 0.0` holds and `NaN.max(0.0)` is 0.
+    let lr = finite(p.lr, "params.lr")?;
+    if lr < 0.0 {
+        return Err(Error::InvalidArgument(format!(
+            "params.lr = {lr} must be positive (0 keeps the preset's)"
+        ))
+        .into());
+    }
+    if lr != 0.0 {
+        c.lr = lr;
     }
     if p.warmup > 0 {
         c.warmup = p.warmup;
     }
-    if p.cfg_dropout != 0.0 {
-        c.cfg_dropout = p.cfg_dropout.max(0.0);
+    let cfg_dropout = below_one(p.cfg_dropout, "params.cfg_dropout", "0")?;
+    if cfg_dropout != 0.0 {
+        c.cfg_dropout = cfg_dropout.max(0.0);
     }
-    if p.ema_decay != 0.0 {
-        c.ema_decay = p.ema_decay.max(0.0);
+    let ema_decay = below_one(p.ema_decay, "params.ema_decay", "no EMA")?;
+    if ema_decay != 0.0 {
+        c.ema_decay = ema_decay.max(0.0);
     }
     if p.seed != 0 {
         c.seed = p.seed;
@@ -123,9 +149,30 @@ fn config(p: &dpm_train_params) -> CResult<TrainConfig> {
     Ok(c)
 }
 
+/// Writes `path` NUL-terminated into `dst` (nothing when `dst` is empty); too small a buffer
+/// is an error that says where the model is, so a finished training run is never lost.
+fn write_model_path(dst: &mut [u8], path: &str) -> CResult<()> {
+    if dst.is_empty() {
+        return Ok(());
+    }
+    if dst.len() <= path.len() {
+        return Err(Error::Shape(format!(
+            "model_path holds {} bytes, the path needs {}; the model was written to {path}",
+            dst.len(),
+            path.len() + 1
+        ))
+        .into());
+    }
+    dst[..path.len()].copy_from_slice(path.as_bytes());
+    dst[path.len()] = 0;
+    Ok(())
+}
+
 /// Trains a bundled network (see `dpm train`) into `params->out_dir` and writes the path of
-/// the exported model into `model_path` (`model_path_len` bytes, NUL-terminated; may be NULL
-/// with length 0). Errors: DPM_ERR_CANCELLED (stopped by the callback; resumable),
+/// the exported model, `out_dir/model/NETWORK.onnx`, into `model_path` (`model_path_len`
+/// bytes, NUL-terminated; may be NULL with length 0). Every argument is checked before
+/// training starts, `model_path` included: a buffer too small for that path is refused up
+/// front (DPM_ERR_SHAPE). Errors: DPM_ERR_CANCELLED (stopped by the callback; resumable),
 /// DPM_ERR_NON_FINITE (a step's loss was not finite; the last checkpoint is intact), ...
 #[no_mangle]
 pub extern "C" fn dpm_train(
@@ -135,15 +182,28 @@ pub extern "C" fn dpm_train(
     model_path_len: usize,
 ) -> dpm_status {
     guard0(|| {
-        let rt = &handle(runtime, "runtime")?.rt;
+        let rt = acquire(runtime, "runtime")?;
         let p = params(params_, "params")?;
         let out_dir = path_arg(p.out_dir, "params.out_dir")?;
+        let dst = slice_mut(model_path as *mut u8, model_path_len, "model_path")?;
         let cfg = config(&p)?;
         let manifest = train::Manifest::load(&train::models_dir(), &cfg.network)?;
+        // Where train_to_dir exports the model: refuse a buffer too small for it before
+        // training for minutes (the check after training stays, and names the path).
+        let expected = out_dir.join("model").join(&manifest.inference.file);
+        let need = expected.as_os_str().len() + 1;
+        if !dst.is_empty() && dst.len() < need {
+            return Err(Error::Shape(format!(
+                "model_path holds {} bytes, the model's path {} needs {need}",
+                dst.len(),
+                expected.display()
+            ))
+            .into());
+        }
         let data = train::data::open(&cfg, &manifest)?;
         let total = cfg.steps;
         let r = train::train_to_dir(
-            rt,
+            &rt.rt,
             cfg,
             data,
             Path::new(out_dir),
@@ -154,20 +214,73 @@ pub extern "C" fn dpm_train(
                 None => false,
             },
         )?;
-        let s = r.model.to_string_lossy().into_owned();
-        let dst = slice_mut(model_path as *mut u8, model_path_len, "model_path")?;
-        if !dst.is_empty() {
-            if dst.len() <= s.len() {
-                return Err(Error::Shape(format!(
-                    "model_path holds {} bytes, the path needs {}",
-                    dst.len(),
-                    s.len() + 1
-                ))
-                .into());
-            }
-            dst[..s.len()].copy_from_slice(s.as_bytes());
-            dst[s.len()] = 0;
-        }
-        Ok(())
+        write_model_path(dst, &r.model.to_string_lossy())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_model_path_buffer_says_where_the_model_is() {
+        let path = "/tmp/run/model/toy2d.onnx";
+        let mut small = [7u8; 8];
+        let e = write_model_path(&mut small, path).unwrap_err();
+        let m = e.message();
+        assert!(m.contains(path) && m.contains("needs 26"), "{m}");
+        assert_eq!(small, [7u8; 8], "nothing written");
+        let mut exact = [7u8; 26];
+        write_model_path(&mut exact, path).unwrap();
+        assert_eq!(&exact[..25], path.as_bytes());
+        assert_eq!(exact[25], 0);
+        write_model_path(&mut [], path).unwrap();
+    }
+
+    /// NaN and infinities are refused, naming the field, before the conventions (0 = the
+    /// preset's, negative = none) could turn them into numbers.
+    #[test]
+    fn non_finite_train_floats_are_refused_by_name() {
+        type Set = fn(&mut dpm_train_params, f64);
+        // Each field with a finite value out of its range, too.
+        let fields: [(&str, Set, f64); 3] = [
+            ("params.lr", |p, v| p.lr = v, -1.0),
+            ("params.cfg_dropout", |p, v| p.cfg_dropout = v, 1.5),
+            ("params.ema_decay", |p, v| p.ema_decay = v, 1.0),
+        ];
+        for (name, set, out_of_range) in fields {
+            for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, out_of_range] {
+                let mut p = dpm_train_params::default();
+                set(&mut p, v);
+                let e = config(&p).map(|_| ()).unwrap_err();
+                assert!(
+                    matches!(e, super::super::CError::Lib(Error::InvalidArgument(_))),
+                    "{name} = {v}: {e:?}"
+                );
+                assert!(e.message().contains(name), "{name} = {v}: {}", e.message());
+            }
+        }
+        // The documented conventions still hold for finite values.
+        let preset = config(&dpm_train_params::default()).unwrap();
+        let mut p = dpm_train_params {
+            cfg_dropout: -0.5,
+            ema_decay: -1.0,
+            ..Default::default()
+        };
+        let c = config(&p).unwrap();
+        assert_eq!((c.cfg_dropout, c.ema_decay), (0.0, 0.0));
+        p.cfg_dropout = 0.0;
+        p.ema_decay = 0.0;
+        p.lr = 0.0;
+        let c = config(&p).unwrap();
+        assert_eq!(
+            (c.cfg_dropout, c.ema_decay, c.lr),
+            (preset.cfg_dropout, preset.ema_decay, preset.lr)
+        );
+        p.cfg_dropout = 0.25;
+        p.ema_decay = 0.9;
+        p.lr = 3e-4;
+        let c = config(&p).unwrap();
+        assert_eq!((c.cfg_dropout, c.ema_decay, c.lr), (0.25, 0.9, 3e-4));
+    }
 }

@@ -133,7 +133,9 @@ pub struct SolverConfig {
     pub reference_midpoint: bool,
     /// What the model outputs.
     pub prediction: Prediction,
-    /// Threads for the elementwise updates (1 = the calling thread).
+    /// Threads for the elementwise updates (1 = the calling thread). A ceiling: an update
+    /// runs on at most the machine's threads and one thread per 16384 values
+    /// ([`super::kernels::effective_threads`]); results do not depend on it.
     pub threads: usize,
 }
 

@@ -80,10 +80,9 @@ impl Checkpoint {
 
     /// Reads and verifies a checkpoint file.
     pub fn load(path: &Path) -> Result<Self> {
-        let b = std::fs::read(path).map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })?;
+        // A regular file only (a FIFO would block), of at most the largest state libdpm
+        // writes (the sum of the model's external data cap and the moments: 4x that).
+        let b = crate::fsutil::read_regular(path, 4 * crate::onnx_file::MAX_WEIGHT_BYTES)?;
         Self::from_bytes(&b, path)
     }
 

@@ -131,9 +131,11 @@ impl Manifest {
     /// Loads `dir/NETWORK.json`.
     pub fn load(dir: &Path, network: &str) -> Result<Self> {
         let path = dir.join(format!("{network}.json"));
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
+        // A manifest is a few kilobytes of JSON; 64 MiB is far beyond any real one.
+        let bytes = crate::fsutil::read_regular(&path, 64 << 20)?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::Io {
             path: path.clone(),
-            source: e,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
         Self::parse(&text, dir, &path)
     }
@@ -173,10 +175,7 @@ impl Manifest {
 
     /// Reads a weights file in this manifest's layout (f32 little-endian, params in order).
     pub fn read_weights(&self, path: &Path) -> Result<Vec<f32>> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })?;
+        let bytes = crate::fsutil::read_regular(path, crate::onnx_file::MAX_WEIGHT_BYTES)?;
         if bytes.len() != 4 * self.total_len() {
             return Err(Error::Model {
                 path: path.into(),

@@ -774,10 +774,7 @@ pub fn export_model(manifest: &Manifest, params: &[f32], dir: &Path) -> Result<P
         source: e,
     })?;
     let src = manifest.dir.join(&manifest.inference.file);
-    let graph = std::fs::read(&src).map_err(|e| Error::Io {
-        path: src.clone(),
-        source: e,
-    })?;
+    let graph = crate::fsutil::read_regular(&src, crate::onnx_file::MAX_MODEL_FILE_BYTES)?;
     // Weights first: the model file only appears once its data is complete.
     crate::fsutil::write_atomic(
         &dir.join(&manifest.weights_file),

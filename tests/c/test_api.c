@@ -164,6 +164,112 @@ static void gauss_eps(const dpm_schedule *s, const float *x, double t, unsigned 
     for (unsigned i = 0; i < rows * 2; i++) out[i] = (float)(sg * (x[i] - a * 1.0) / v);
 }
 
+/* Runs a host-driven batch of `b` 2D samples on the exact Gaussian model into `x`. */
+static dpm_status host_run(const dpm_schedule *sch, const dpm_sampler_params *p, int b, float *x, float *buf) {
+    dpm_sampler *s = NULL;
+    dpm_status st = dpm_sampler_create(sch, p, b, 2, 11, 0, NULL, &s);
+    dpm_query q;
+    while (st == DPM_OK && (st = dpm_sampler_next(s, &q)) == DPM_OK && !q.done) {
+        gauss_eps(sch, q.x, q.t, q.rows, buf);
+        st = dpm_sampler_submit(s, buf, (size_t)q.rows * q.dim);
+    }
+    if (st == DPM_OK) st = dpm_sampler_read(s, x, (size_t)b * 2);
+    dpm_sampler_free(s);
+    return st;
+}
+
+/* Issue 14, item 2: every float field of dpm_sampler_params must be finite, used by the
+   solver or not; the error names the field (NaN must never become a number on its way). */
+static void test_sampler_floats(void) {
+    dpm_schedule *sch = NULL;
+    dpm_schedule_create("linear", 1000, &sch);
+    dpm_sampler_params p;
+    dpm_sampler_params_init(&p);
+    const double bad_values[3] = {NAN, INFINITY, -INFINITY};
+    const char *names[6] = {"params.eta", "params.threshold_ratio", "params.threshold_max",
+                            "params.rtol", "params.atol", "params.guidance_scale"};
+    int64_t lab[4] = {1, 2, 3, 1};
+    for (int f = 0; f < 6; f++) {
+        for (int v = 0; v < 3; v++) {
+            dpm_sampler_params bad = p;
+            double *field[6] = {&bad.eta, &bad.threshold_ratio, &bad.threshold_max,
+                                &bad.rtol, &bad.atol, &bad.guidance_scale};
+            *field[f] = bad_values[v];
+            dpm_sampler *s = NULL;
+            STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+            EXPECT(strstr(dpm_last_error(), names[f]) != NULL, "%s = %f: %s", names[f], bad_values[v],
+                   dpm_last_error());
+            EXPECT(s == NULL, "no sampler for %s = %f", names[f], bad_values[v]);
+            /* The same where the solver does use the field. */
+            bad = p;
+            if (f == 0 || f == 1 || f == 2) {
+                dpm_sampler_params_preset(&bad, "dpm++2m", 10);
+                bad.thresholding = f != 0;
+            } else if (f == 3 || f == 4) {
+                dpm_sampler_params_preset(&bad, "adaptive23", 10);
+            } else {
+                bad.guidance = 1;
+            }
+            *field[f] = bad_values[v];
+            STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, lab, &s), DPM_ERR_INVALID_ARGUMENT);
+            EXPECT(strstr(dpm_last_error(), names[f]) != NULL, "%s = %f (in use): %s", names[f],
+                   bad_values[v], dpm_last_error());
+        }
+    }
+    /* Custom times: each one, by index (11 times: the 10 steps of the default 20 NFE). */
+    double times[11];
+    for (int i = 0; i <= 10; i++) times[i] = 999.0 * (10 - i) / 10.0;
+    dpm_sampler_params custom = p;
+    custom.spacing = DPM_SPACING_CUSTOM;
+    custom.custom_times = times;
+    custom.num_custom_times = 11;
+    dpm_sampler *ok = NULL;
+    STATUS(dpm_sampler_create(sch, &custom, 4, 2, 1, 0, NULL, &ok), DPM_OK);
+    dpm_sampler_free(ok);
+    for (int v = 0; v < 3; v++) {
+        double t = times[5];
+        times[5] = bad_values[v];
+        dpm_sampler *s = NULL;
+        STATUS(dpm_sampler_create(sch, &custom, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+        EXPECT(strstr(dpm_last_error(), "params.custom_times[5]") != NULL, "custom time %f: %s", bad_values[v],
+               dpm_last_error());
+        times[5] = t;
+    }
+    /* Finite values out of range still name the field. */
+    dpm_sampler_params bad = p;
+    bad.eta = -0.5;
+    dpm_sampler *s = NULL;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(dpm_last_error(), "params.eta") != NULL, "eta -0.5: %s", dpm_last_error());
+    dpm_schedule_free(sch);
+}
+
+/* Issue 14, item 11: a thread count is a ceiling (the machine's threads, the work), never a
+   number of threads to start, and the samples do not depend on it. 4096 threads on 65536
+   values took seconds per step before; under valgrind it would not finish. */
+static void test_sampler_threads(void) {
+    enum { B = 32768 }; /* 65536 values: the kernels' parallel threshold */
+    dpm_schedule *sch = NULL;
+    dpm_schedule_create("linear", 1000, &sch);
+    dpm_sampler_params p;
+    dpm_sampler_params_init(&p);
+    dpm_sampler_params_preset(&p, "dpm++2m", 6);
+    float *one = malloc(sizeof(float) * B * 2), *many = malloc(sizeof(float) * B * 2);
+    float *buf = malloc(sizeof(float) * B * 2);
+    p.threads = 1;
+    STATUS(host_run(sch, &p, B, one, buf), DPM_OK);
+    p.threads = 4096;
+    STATUS(host_run(sch, &p, B, many, buf), DPM_OK);
+    EXPECT(memcmp(one, many, sizeof(float) * B * 2) == 0, "threads = 4096 equals threads = 1 bit for bit");
+    p.threads = 2147483647;
+    STATUS(host_run(sch, &p, B, many, buf), DPM_OK);
+    EXPECT(memcmp(one, many, sizeof(float) * B * 2) == 0, "threads = INT_MAX equals threads = 1 bit for bit");
+    free(one);
+    free(many);
+    free(buf);
+    dpm_schedule_free(sch);
+}
+
 static void test_sampler(void) {
     dpm_sampler_params p;
     STATUS(dpm_sampler_params_init(NULL), DPM_ERR_NULL_ARGUMENT);
@@ -228,13 +334,16 @@ static void test_sampler(void) {
 
     /* Host-driven run on an exact Gaussian model. */
     enum { B = 512 };
+    static float out[B * 2], x[B * 2];
     STATUS(dpm_sampler_create(sch, &p, B, 2, 7, 0, NULL, &s), DPM_OK);
     dpm_query q;
+    /* Issue 14, item 13: an output needs a query the host received from dpm_sampler_next. */
+    STATUS(dpm_sampler_submit(s, out, B * 2), DPM_ERR_STATE);
+    EXPECT(strstr(dpm_last_error(), "dpm_sampler_next") != NULL, "says what to call: %s", dpm_last_error());
     STATUS(dpm_sampler_next(s, NULL), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_sampler_next(NULL, &q), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_sampler_next(s, &q), DPM_OK);
     EXPECT(!q.done && q.rows == B && q.dim == 2 && q.x && !q.labels && q.nfe == 0, "first query");
-    static float out[B * 2], x[B * 2];
     STATUS(dpm_sampler_submit(s, out, 3), DPM_ERR_SHAPE);
     STATUS(dpm_sampler_submit(s, NULL, B * 2), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_sampler_submit(s, out, 0), DPM_ERR_SHAPE);
@@ -250,6 +359,13 @@ static void test_sampler(void) {
         dpm_status st = dpm_sampler_submit(s, out, (size_t)q.rows * q.dim);
         if (st != DPM_OK) { EXPECT(0, "submit: %s", dpm_last_error()); break; }
         evals++;
+        /* A second submit without dpm_sampler_next would answer a query the host never saw:
+           refused, and the run does not move (the count of evaluations below says so). */
+        if (evals == 1 || evals == 5) {
+            STATUS(dpm_sampler_submit(s, out, (size_t)q.rows * q.dim), DPM_ERR_STATE);
+            EXPECT(strstr(dpm_sampler_last_error(s), "dpm_sampler_next") != NULL, "double submit: %s",
+                   dpm_sampler_last_error(s));
+        }
     }
     EXPECT(evals == 12 && q.nfe == 12 && q.x == NULL, "12 evaluations, got %d", evals);
     STATUS(dpm_sampler_submit(s, out, B * 2), DPM_ERR_STATE);
@@ -588,6 +704,17 @@ static void test_threads(void) {
     dpm_model_info info = {.struct_size = sizeof info};
     STATUS(dpm_model_get_info(m, &info), DPM_ERR_BUSY);
     STATUS(dpm_cancel(m), DPM_OK);
+    /* A second dpm_generate refused as BUSY must leave the cancel for the running call (it
+       used to clear the flag on its way out, and the run went on). */
+    {
+        dpm_sampler_params sp;
+        dpm_sampler_params_init(&sp);
+        dpm_generate_params gp;
+        dpm_generate_params_init(&gp);
+        gp.num_samples = 1;
+        float one[2];
+        STATUS(dpm_generate(m, &sp, &gp, one, 2), DPM_ERR_BUSY);
+    }
     double t0 = now();
     pthread_mutex_lock(&g.mu);
     g.release = 1;
@@ -599,6 +726,109 @@ static void test_threads(void) {
     EXPECT(dt < 1.0, "cancel took %.3f s", dt);
     STATUS(dpm_model_get_info(m, &info), DPM_OK);
     dpm_model_free(m);
+}
+
+/* ---- freeing a model while a run is inside it (issue 14, item 14) ---------------------- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started;   /* the run called its progress callback: it is inside libdpm */
+    int inside;    /* a progress callback is running */
+    long calls;    /* progress callbacks so far */
+    dpm_model *m;  /* free_self: the model the callback frees */
+} free_gate;
+
+static int32_t count_progress(void *user, const dpm_progress *p) {
+    free_gate *g = user;
+    (void)p;
+    pthread_mutex_lock(&g->mu);
+    g->calls++;
+    int first = !g->started;
+    g->started = 1;
+    g->inside = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    /* The first callback lingers, so that the free below comes while the run is in it: a
+       free that did not wait for the run would return before it ends. */
+    if (first) nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    pthread_mutex_lock(&g->mu);
+    g->inside = 0;
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+/* A host's callback that frees its own model (e.g. a shutdown handler run from it). */
+static int32_t free_self(void *user, const dpm_progress *p) {
+    free_gate *g = user;
+    (void)p;
+    g->calls++;
+    if (g->m) {
+        dpm_model_free(g->m);
+        g->m = NULL;
+    }
+    return 0;
+}
+
+typedef struct {
+    dpm_model *m;
+    free_gate *g;
+    dpm_progress_fn progress;
+    dpm_status st;
+} free_run;
+
+static void *run_until_freed(void *arg) {
+    free_run *r = arg;
+    dpm_sampler_params sp;
+    dpm_sampler_params_init(&sp);
+    dpm_sampler_params_preset(&sp, "dpm1", 1000);
+    dpm_generate_params gp;
+    dpm_generate_params_init(&gp);
+    gp.num_samples = 100000; /* minutes of work: only a cancel ends it in time */
+    gp.batch_size = 64;
+    gp.progress = r->progress;
+    gp.user_data = r->g;
+    float *out = malloc(sizeof(float) * 2 * gp.num_samples);
+    r->st = dpm_generate(r->m, &sp, &gp, out, 2 * (size_t)gp.num_samples);
+    free(out);
+    return NULL;
+}
+
+static void test_free_while_running(void) {
+    /* The shutdown path: dpm_cancel, then dpm_model_free, while another thread is inside
+       dpm_generate. It used to free the model under the run (SIGSEGV, a use after free under
+       ASan and valgrind); now the free stops the run, waits for it, then frees. */
+    for (int with_cancel = 1; with_cancel >= 0; with_cancel--) {
+        free_gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL};
+        free_run r = {NULL, &g, count_progress, -1};
+        STATUS(dpm_model_load(rt, path("affine2d.onnx"), &r.m), DPM_OK);
+        pthread_t t;
+        pthread_create(&t, NULL, run_until_freed, &r);
+        pthread_mutex_lock(&g.mu);
+        while (!g.started) pthread_cond_wait(&g.cv, &g.mu);
+        pthread_mutex_unlock(&g.mu);
+        /* The run is inside libdpm, in its first progress callback. */
+        if (with_cancel) STATUS(dpm_cancel(r.m), DPM_OK);
+        dpm_model_free(r.m);
+        /* Once dpm_model_free has returned the run has stopped: no callback is running and
+           none comes any more. */
+        pthread_mutex_lock(&g.mu);
+        long calls_at_free = g.calls;
+        int inside_at_free = g.inside;
+        pthread_mutex_unlock(&g.mu);
+        pthread_join(t, NULL);
+        EXPECT(r.st == DPM_ERR_CANCELLED || r.st == DPM_OK, "the run returned %s", dpm_status_name(r.st));
+        EXPECT(!inside_at_free, "dpm_model_free returned while the run was in its callback");
+        EXPECT(g.calls == calls_at_free, "%ld callbacks after dpm_model_free returned", g.calls - calls_at_free);
+    }
+    /* Freed from the run's own progress callback: no deadlock, the run stops. */
+    free_gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL};
+    free_run r = {NULL, &g, free_self, -1};
+    STATUS(dpm_model_load(rt, path("affine2d.onnx"), &r.m), DPM_OK);
+    g.m = r.m;
+    run_until_freed(&r);
+    EXPECT(r.st == DPM_ERR_CANCELLED, "freed from its callback: the run returned %s", dpm_status_name(r.st));
+    EXPECT(g.m == NULL && g.calls == 1, "%ld callbacks", g.calls);
 }
 
 static int32_t stop_at_10(void *user, uint64_t step, uint64_t total, float loss) {
@@ -629,13 +859,42 @@ static void test_train(void) {
     int calls = 0;
     tp.progress = stop_at_10;
     tp.user_data = &calls;
+    /* Issue 14, item 12: every argument is checked before training starts (the model path
+       buffer was checked only after the run): no step taken, not even the folder made. */
+    STATUS(dpm_train(rt, &tp, NULL, sizeof model), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_train(rt, &tp, model, 4), DPM_ERR_SHAPE);
+    EXPECT(strstr(dpm_last_error(), "toy2d.onnx") != NULL, "names the path: %s", dpm_last_error());
+    /* Issue 14, item 2: NaN and infinities are refused by name (a NaN cfg_dropout or
+       ema_decay used to become 0 and train). */
+    const double bad_values[3] = {NAN, INFINITY, -INFINITY};
+    const char *names[3] = {"params.lr", "params.cfg_dropout", "params.ema_decay"};
+    for (int f = 0; f < 3; f++) {
+        for (int v = 0; v < 3; v++) {
+            dpm_train_params bad = tp;
+            double *field[3] = {&bad.lr, &bad.cfg_dropout, &bad.ema_decay};
+            *field[f] = bad_values[v];
+            STATUS(dpm_train(rt, &bad, model, sizeof model), DPM_ERR_INVALID_ARGUMENT);
+            EXPECT(strstr(dpm_last_error(), names[f]) != NULL, "%s = %f: %s", names[f], bad_values[v],
+                   dpm_last_error());
+        }
+    }
+    EXPECT(calls == 0, "refused calls trained: progress called %d times", calls);
+    struct stat sb;
+    EXPECT(stat(dir, &sb) != 0, "refused calls created %s", dir);
     STATUS(dpm_train(rt, &tp, model, sizeof model), DPM_ERR_CANCELLED);
     EXPECT(calls == 10, "progress called %d times", calls);
     tp.resume = 1;
     tp.progress = NULL;
-    STATUS(dpm_train(rt, &tp, model, 4), DPM_ERR_SHAPE); /* path buffer too small (the run completes) */
+    STATUS(dpm_train(rt, &tp, model, 4), DPM_ERR_SHAPE); /* path buffer too small: refused up front */
     STATUS(dpm_train(rt, &tp, model, sizeof model), DPM_OK);
     EXPECT(strstr(model, "toy2d.onnx") != NULL, "model path %s", model);
+    /* The up-front check and the path written agree: exactly its length + 1 is enough (the
+       run is complete: resuming it exports again). */
+    char exact[1024];
+    size_t need = strlen(model) + 1;
+    STATUS(dpm_train(rt, &tp, exact, need - 1), DPM_ERR_SHAPE);
+    STATUS(dpm_train(rt, &tp, exact, need), DPM_OK);
+    EXPECT(strcmp(exact, model) == 0, "model path %s", exact);
     dpm_model *m = NULL;
     STATUS(dpm_model_load(rt, model, &m), DPM_OK);
     dpm_model_free(m);
@@ -655,8 +914,11 @@ int main(int argc, char **argv) {
     }
     test_schedule();
     test_sampler();
+    test_sampler_floats();
+    test_sampler_threads();
     test_model();
     test_threads();
+    test_free_while_running();
     test_shared_handles();
     test_train();
     dpm_runtime_free(rt);
