@@ -614,7 +614,17 @@ fn make_eval_never_writes_into_its_input() {
     }
     let before = std::fs::read(val.join("cat/cat_00000.png")).unwrap();
     symlink(&val, root.join("link")).unwrap();
-    let v = val.to_str().unwrap();
+    let make_eval = |out: &Path| {
+        dpm_cli(&[
+            "make-eval",
+            "--val",
+            val.to_str().unwrap(),
+            "--resolution",
+            "16",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
     for out in [
         val.join("cat"),
         val.clone(),
@@ -622,15 +632,7 @@ fn make_eval_never_writes_into_its_input() {
         root.join("link/cat"),
         root.join("val/../val/dog"),
     ] {
-        let r = dpm_cli(&[
-            "make-eval",
-            "--val",
-            v,
-            "--resolution",
-            "16",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let r = make_eval(&out);
         assert_eq!(r.status.code(), Some(1), "{}", out.display());
         let err = String::from_utf8_lossy(&r.stderr);
         assert!(err.contains("inside the input folder"), "{err}");
@@ -641,15 +643,7 @@ fn make_eval_never_writes_into_its_input() {
     );
     assert!(!val.join("new").exists());
     let ok = root.join("eval");
-    let r = dpm_cli(&[
-        "make-eval",
-        "--val",
-        v,
-        "--resolution",
-        "16",
-        "--out",
-        ok.to_str().unwrap(),
-    ]);
+    let r = make_eval(&ok);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(std::fs::read_dir(&ok).unwrap().count(), 4);
 }
