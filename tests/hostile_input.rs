@@ -707,3 +707,41 @@ fn fid_is_symmetric_and_sized() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("at most 4096"));
 }
+
+/// Item 4 through the C ABI: `dpm_generate` on a model whose finite outputs overflow the
+/// solver returns DPM_ERR_NON_FINITE with a message that says so (it used to return DPM_OK
+/// with every value -inf).
+#[test]
+fn c_generate_reports_solver_overflow() {
+    use dpm::ffi::handles::*;
+    use dpm::ffi::sampler::*;
+    use dpm::ffi::{dpm_last_error, DPM_ERR_NON_FINITE, DPM_OK};
+    let huge = write_model(
+        "huge_c",
+        constant_model(&[dyn_dim("B"), Dim::Fixed(2)], 2.2e36),
+    );
+    let mut rp = dpm_runtime_params::default();
+    assert_eq!(dpm_runtime_params_init(&mut rp), DPM_OK);
+    let mut rt: *mut dpm_runtime = std::ptr::null_mut();
+    assert_eq!(dpm_runtime_create(&rp, &mut rt), DPM_OK);
+    let path = std::ffi::CString::new(huge.to_str().unwrap()).unwrap();
+    let mut m: *mut dpm_model = std::ptr::null_mut();
+    assert_eq!(dpm_model_load(rt, path.as_ptr(), &mut m), DPM_OK);
+    let mut sp = dpm_sampler_params::default();
+    assert_eq!(dpm_sampler_params_init(&mut sp), DPM_OK);
+    let mut gp = dpm_generate_params::default();
+    assert_eq!(dpm_generate_params_init(&mut gp), DPM_OK);
+    gp.num_samples = 4;
+    let mut out = vec![0f32; 8];
+    assert_eq!(
+        dpm_generate(m, &sp, &gp, out.as_mut_ptr(), out.len()),
+        DPM_ERR_NON_FINITE
+    );
+    // SAFETY: dpm_last_error returns a NUL-terminated string valid until the next call.
+    let msg = unsafe { std::ffi::CStr::from_ptr(dpm_last_error()) }
+        .to_string_lossy()
+        .into_owned();
+    assert!(msg.contains("solver's state overflowed"), "{msg}");
+    dpm_model_free(m);
+    dpm_runtime_free(rt);
+}
