@@ -124,10 +124,10 @@ int main(int argc, char **argv) {
     if (isatty(STDERR_FILENO)) fprintf(stderr, "\n");
 
     mkdir(out_dir, 0755);
-    CHECK(dpm_write_pngs(images, num, c, h, wd, out_dir, "img_"));
+    CHECK(dpm_write_pngs(images, len, num, c, h, wd, out_dir, "img_"));
     char grid[4096];
     snprintf(grid, sizeof grid, "%s/grid.png", out_dir);
-    CHECK(dpm_write_grid(images, num, c, h, wd, num < 8 ? num : 8, grid));
+    CHECK(dpm_write_grid(images, len, num, c, h, wd, num < 8 ? num : 8, grid));
     printf("labels:");
     for (int i = 0; i < num; i++) printf(" %lld", (long long)labels[i]);
     printf("\n%.3f s in all, %.1f ms per image; wrote %s/img_*.png and %s\n", dt, 1000 * dt / num, out_dir, grid);

@@ -88,6 +88,15 @@
 // Guidance `null + s (cond - null)` (s = 1 + w).
 #define DPM_GUIDANCE_SCALE 1
 
+// 8-bit R, G, B, A per pixel (alpha 255): 4 bytes.
+#define DPM_PIXELS_RGBA8 0
+
+// 8-bit R, G, B per pixel: 3 bytes.
+#define DPM_PIXELS_RGB8 1
+
+// One 8-bit gray value per pixel: 1 byte.
+#define DPM_PIXELS_GRAY8 2
+
 // A loaded ONNX model (one thread at a time; `dpm_cancel` from any thread).
 typedef struct dpm_model dpm_model;
 
@@ -136,7 +145,8 @@ typedef struct dpm_model_info {
   uint32_t dim;
   // Nonzero when the model takes class labels.
   int32_t conditional;
-  // Number of real classes (labels 1..num_classes, 0 = null), or 0 when unknown.
+  // Number of real classes K (labels 1..K; 0 is the null class, which `dpm_generate`
+  // accepts only without guidance), or 0 when unknown.
   int32_t num_classes;
   // `DPM_PREDICTION_*` of the model.
   int32_t prediction;
@@ -199,6 +209,11 @@ typedef struct dpm_sampler_params {
   // the threads the machine runs at once (`std::thread::available_parallelism`) and one
   // thread per 16384 values (none extra below 65536); the samples do not depend on it.
   int32_t threads;
+  // img2img strength in (0, 1] (default 1): the run covers the last `strength` of the
+  // time axis, from model time `strength x (N-1)` to 0, with the NFE asked for. The state
+  // there comes from `dpm_generate_params.init_image` or `dpm_sampler_set_init_image`
+  // (or `dpm_sampler_set_state`).
+  double strength;
 } dpm_sampler_params;
 
 // What the model is asked for next (see `dpm_sampler_next`).
@@ -221,7 +236,8 @@ typedef struct dpm_query {
 
 // Progress of `dpm_generate`, passed to the callback after every network evaluation.
 typedef struct dpm_progress {
-  // Samples finished before the current batch.
+  // Samples finished: those before the current batch, and the current batch's too in the
+  // call after its last evaluation (so the run's last call reports all of them).
   uint32_t samples_done;
   // Samples asked for.
   uint32_t samples_total;
@@ -237,6 +253,34 @@ typedef struct dpm_progress {
 // DPM_ERR_CANCELLED). Called on the thread that called `dpm_generate`.
 typedef int32_t (*dpm_progress_fn)(void *user_data, const struct dpm_progress *progress);
 
+// One network evaluation of `dpm_generate`, passed to the step callback (previews). The
+// pointers are valid during the callback only.
+typedef struct dpm_step_info {
+  // Index of the batch.
+  uint32_t batch_index;
+  // Index of the batch's first sample in the request.
+  uint32_t first_sample;
+  // Samples in the batch.
+  uint32_t samples;
+  // Evaluations done in this batch, this one included (1-based).
+  uint32_t nfe;
+  // Evaluations the batch takes (0 for adaptive solvers: unknown).
+  uint32_t nfe_total;
+  // Model time of the evaluation.
+  double t;
+  // The state the network saw: `samples` x values per sample floats.
+  const float *x;
+  // The data prediction from this evaluation, as many floats: the preview to show
+  // (images in [-1, 1] as the model space; it converges to the final sample).
+  const float *x0;
+  // Length of `x` and of `x0` in floats.
+  size_t len;
+} dpm_step_info;
+
+// Step callback: called after every network evaluation, before the solver takes it; return
+// nonzero to stop the run (DPM_ERR_CANCELLED). On the thread that called `dpm_generate`.
+typedef int32_t (*dpm_step_fn)(void *user_data, const struct dpm_step_info *step);
+
 // Options for `dpm_generate`. Fill with `dpm_generate_params_init` first.
 typedef struct dpm_generate_params {
   // `sizeof(dpm_generate_params)`.
@@ -249,12 +293,47 @@ typedef struct dpm_generate_params {
   uint64_t seed;
   // Index of the first sample.
   uint64_t first_index;
-  // `num_samples` class labels (1..num_classes), or NULL for an unconditional model.
+  // `num_samples` class labels, or NULL for an unconditional model. With a model that
+  // declares its classes (`dpm_model_info.num_classes` = K > 0): 1..K with guidance, 0..K
+  // without (0 is the null class: an unconditional sample); any other label, label 0 with
+  // guidance included, is DPM_ERR_INVALID_ARGUMENT naming the sample, before anything runs.
   const int64_t *labels;
   // Called after every evaluation; may be NULL.
   dpm_progress_fn progress;
   // Passed to `progress` unchanged.
   void *user_data;
+  // The initial state of every sample in place of the seeded noise (`latents_len` =
+  // num_samples x values per sample), or NULL. Sample i depends only on its own values.
+  // Only read during the call.
+  const float *latents;
+  // Length of `latents` in floats.
+  size_t latents_len;
+  // img2img: one image per sample (`init_image_len` = num_samples x values per sample,
+  // model space: images in [-1, 1]), or NULL. The run starts at model time
+  // `strength x (N-1)` (`dpm_sampler_params.strength`) from the image noised there with
+  // the sample's noise (seeded, or `latents`), and takes the NFE asked for. At strength 1
+  // the image is not used (plain generation, bit for bit). Only read during the call.
+  const float *init_image;
+  // Length of `init_image` in floats.
+  size_t init_image_len;
+  // Called after every evaluation with the state and its data prediction (previews); may
+  // be NULL (then no prediction is computed). Gets `user_data`. The progress callback
+  // keeps working beside it.
+  dpm_step_fn step;
+  // Inpainting: the known image of every sample (`known_len` = num_samples x values per
+  // sample, model space), or NULL. Needs `mask`. At every step boundary the known region
+  // of the state is replaced by the known image noised to the state's time (seeded), and at
+  // the end by the known image itself. Only read during the call.
+  const float *known;
+  // Length of `known` in floats.
+  size_t known_len;
+  // Where `known` is known, values in [0, 1] (1 = kept, 0 = generated, fractions blend):
+  // per value (num_samples x values per sample), per pixel broadcast over the channels
+  // (num_samples x H x W for C x H x W samples), or one mask for every sample (values per
+  // sample, or H x W). NULL with `known` NULL.
+  const float *mask;
+  // Length of `mask` in floats.
+  size_t mask_len;
 } dpm_generate_params;
 
 // Training progress callback: called after every step with the 1-based step, the total and
@@ -391,8 +470,15 @@ dpm_status dpm_model_load(const struct dpm_runtime *runtime,
 // Describes a model. `info->struct_size` must be set (`sizeof(dpm_model_info)`).
 dpm_status dpm_model_get_info(const struct dpm_model *model, struct dpm_model_info *info);
 
-// The noise schedule the model was trained with (from its metadata; the reference linear
-// schedule when it has none). Free with `dpm_schedule_free`.
+// Sets the noise schedule the model was trained with, for a model whose metadata does not
+// say (a PyTorch export samples on the reference linear schedule otherwise): every later
+// `dpm_generate` and `dpm_model_get_schedule` use a copy of it (the handle may be freed
+// after this call).
+dpm_status dpm_model_set_schedule(struct dpm_model *model, const struct dpm_schedule *schedule);
+
+// The noise schedule sampling with the model uses: the one set with
+// `dpm_model_set_schedule`, else the one its metadata names, else the reference linear
+// schedule. Free with `dpm_schedule_free`.
 dpm_status dpm_model_get_schedule(const struct dpm_model *model, struct dpm_schedule **schedule);
 
 // The message of the last failed call on this model ("" if none). Valid until the next call
@@ -496,6 +582,27 @@ dpm_status dpm_sampler_submit(struct dpm_sampler *sampler, const float *model_ou
 // Copies the current state (the samples once done): `n = batch * dim` floats.
 dpm_status dpm_sampler_read(const struct dpm_sampler *sampler, float *dst, size_t n);
 
+// Sets the initial state x (the caller's latents, `n = batch * dim` floats) in place of the
+// seeded noise. Before the first `dpm_sampler_next` only (DPM_ERR_STATE after).
+dpm_status dpm_sampler_set_state(struct dpm_sampler *sampler, const float *x, size_t n);
+
+// img2img: starts from `image` (`n = batch * dim` floats, model space) noised to the start
+// time `strength x (N-1)` (`dpm_sampler_params.strength`) with the current initial state as
+// the noise (the seeded noise, or latents from `dpm_sampler_set_state`): `x = alpha image +
+// sigma x`. At strength 1 the image is not used. Before the first `dpm_sampler_next` only.
+dpm_status dpm_sampler_set_init_image(struct dpm_sampler *sampler, const float *image, size_t n);
+
+// Inpainting for the host-driven sampler: `known` (`known_len = batch * dim` floats, model
+// space) is kept where `mask` (values in [0, 1], 1 = kept; `mask_len` = batch * dim per value,
+// or dim for one mask for every row) says, as `dpm_generate_params.known` describes: replaced
+// at every step boundary by the known image noised to the state's time, and by the image
+// itself at the end. Before the first `dpm_sampler_next` only.
+dpm_status dpm_sampler_set_inpaint(struct dpm_sampler *sampler,
+                                   const float *known,
+                                   size_t known_len,
+                                   const float *mask,
+                                   size_t mask_len);
+
 // The message of the last failed call on this sampler ("" if none); NULL for NULL.
 const char *dpm_sampler_last_error(const struct dpm_sampler *sampler);
 
@@ -521,15 +628,30 @@ dpm_status dpm_generate(struct dpm_model *model,
                         float *out_buf,
                         size_t out_len);
 
-// Asks a running `dpm_generate` on `model` to stop after its current network evaluation
-// (or the next run, if none is running). Safe from any thread while the model is live
+// Stops the `dpm_generate` run in progress on `model`, if there is one: it returns
+// DPM_ERR_CANCELLED after its current network evaluation (`out` then holds the batches
+// finished so far). A run is in progress from the moment it takes the model (where a second
+// call would be refused with DPM_ERR_BUSY) until it returns; a cancel made after that
+// moment, e.g. once its progress callback has been called, or from inside that callback,
+// stops it. A cancel that comes after the run's last check (at the end of its last
+// evaluation) changes nothing: the run returns DPM_OK.
+//
+// With no run in progress, `dpm_cancel` does nothing and returns DPM_OK: a cancel is never
+// remembered for a later run (libdpm 0.1.0 kept it, and it stopped the next run). To
+// stop a run that may not have started yet, have its progress callback check a flag of
+// your own and return nonzero. A call refused with DPM_ERR_BUSY neither takes nor clears a
+// cancel meant for the running one. Returns DPM_OK whether or not a run was stopped
+// (DPM_ERR_NULL_ARGUMENT for NULL). Safe from any thread while the model is live
 // (`dpm_model_free` not yet called).
 dpm_status dpm_cancel(const struct dpm_model *model);
 
 // Writes `n` images (CHW floats in [-1, 1], `c` = 1 or 3) as `dir/prefix%05d.png`, converted
-// as `round((x / 2 + 0.5).clamp(0, 1) * 255)`. The folder must exist (an empty `dir` is
-// refused); `prefix` must not contain '/'.
+// as `round((x / 2 + 0.5).clamp(0, 1) * 255)` (round half to even). `images` holds
+// `images_len` floats, which must equal `n * c * h * w` (otherwise DPM_ERR_SHAPE, checked
+// before anything is read). The folder must exist (an empty `dir` is refused); `prefix` must
+// not contain '/'.
 dpm_status dpm_write_pngs(const float *images,
+                          size_t images_len,
                           int32_t n,
                           int32_t c,
                           int32_t h,
@@ -537,14 +659,37 @@ dpm_status dpm_write_pngs(const float *images,
                           const char *dir,
                           const char *prefix);
 
-// Writes `n` images as one PNG grid with `cols` columns.
+// Writes `n` images (as `dpm_write_pngs`: `images_len` = `n * c * h * w` floats) as one PNG
+// grid with `cols` columns and a 2-pixel white gap.
 dpm_status dpm_write_grid(const float *images,
+                          size_t images_len,
                           int32_t n,
                           int32_t c,
                           int32_t h,
                           int32_t w,
                           int32_t cols,
                           const char *path);
+
+// Converts `n` model-space images (CHW floats in [-1, 1], `c` = 1 or 3; `images_len` must
+// equal `n * c * h * w`) to 8-bit pixels in memory, e.g. for a texture upload: image after
+// image, each row-major with interleaved channels (HWC), no padding between rows or images.
+// `format` is `DPM_PIXELS_RGBA8` (alpha 255), `DPM_PIXELS_RGB8` or `DPM_PIXELS_GRAY8`;
+// `out_len` must equal exactly `n * h * w * bytes_per_pixel` bytes (4, 3 and 1 for those
+// formats; a larger buffer is refused too), else DPM_ERR_SHAPE. Each value is converted as
+// `dpm_write_pngs` does: `round((x / 2 + 0.5).clamp(0, 1) * 255)`, round half to even (-1 is
+// 0, 0 is 128, 1 is 255). One-channel images are copied into R, G and B (and as is into
+// GRAY8); three-channel images become GRAY8 by the Rec. 601 luma of their 8-bit values,
+// rounded half up: `(299 R + 587 G + 114 B + 500) / 1000` in integer arithmetic. `out` must
+// not overlap `images`. Every argument is checked before anything is read or written.
+dpm_status dpm_images_to_pixels(const float *images,
+                                size_t images_len,
+                                int32_t n,
+                                int32_t c,
+                                int32_t h,
+                                int32_t w,
+                                int32_t format,
+                                uint8_t *out,
+                                size_t out_len);
 
 // Fills `params` with the defaults (preset toy2d, everything from the preset).
 dpm_status dpm_train_params_init(struct dpm_train_params *params);

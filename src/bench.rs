@@ -272,6 +272,10 @@ pub fn generate_timed(
         seed,
         first_index: 0,
         labels,
+        latents: None,
+        init_image: None,
+        known: None,
+        mask: None,
     };
     let mut nfe = 0usize;
     let t0 = Instant::now();

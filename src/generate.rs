@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::guidance::Guidance;
 use crate::model::{ModelInfo, OnnxModel};
-use crate::sampler::{SampleIds, Sampler};
+use crate::sampler::{SampleIds, Sampler, StepView};
 use crate::solver::SolverConfig;
 
 /// Most values one [`output_buffer`] holds (8 GiB of float32): the CLI keeps a run's samples
@@ -50,6 +50,83 @@ pub struct Request<'a> {
     pub first_index: u64,
     /// One label per sample (conditional models).
     pub labels: Option<&'a [i64]>,
+    /// The initial state of every sample (`num * dim` values) in place of the seeded noise:
+    /// the caller's latents. Sample i depends only on its own rows, whatever the batch.
+    pub latents: Option<&'a [f32]>,
+    /// img2img: one image per sample (`num * dim` values, model space), noised to the start
+    /// time `solver.strength x (N-1)` with the sample's noise (seeded, or `latents`).
+    pub init_image: Option<&'a [f32]>,
+    /// Inpainting: the known image of every sample (`num * dim` values, model space) ...
+    pub known: Option<&'a [f32]>,
+    /// ... and where it is known, in [0, 1] (1 = kept): per value (`num * dim`), per pixel
+    /// broadcast over channels (`num * H * W` for C x H x W samples), or one mask for every
+    /// sample (`dim` or `H * W` values). See [`Sampler::set_inpaint`].
+    pub mask: Option<&'a [f32]>,
+}
+
+/// A mask as [`Request::mask`] takes it, expanded to one value per value of `num` samples of
+/// `shape` (C x H x W masks per pixel are broadcast over the channels).
+pub fn expand_mask(mask: &[f32], num: usize, shape: &[usize]) -> Result<Vec<f32>> {
+    let dim: usize = shape.iter().product();
+    let channels = if shape.len() == 3 { shape[0] } else { 1 };
+    let pixels = dim / channels;
+    let per_sample = |one: &[f32]| -> Vec<f32> {
+        if one.len() == dim {
+            one.to_vec()
+        } else {
+            (0..channels).flat_map(|_| one.iter().copied()).collect()
+        }
+    };
+    let n = mask.len();
+    let rows: Vec<&[f32]> = if n == num * dim {
+        mask.chunks(dim).collect()
+    } else if channels > 1 && n == num * pixels {
+        mask.chunks(pixels).collect()
+    } else if n == dim || (channels > 1 && n == pixels) {
+        vec![mask; num]
+    } else {
+        return Err(Error::Shape(format!(
+            "mask has {n} values; {num} samples of {shape:?} take {} (per value), {} (per \
+pixel), {dim} or {pixels} (one mask for all)",
+            num * dim,
+            num * pixels
+        )));
+    };
+    Ok(rows.into_iter().flat_map(per_sample).collect())
+}
+
+impl<'a> Request<'a> {
+    /// A request for `num` samples of `seed` in batches of `batch`, with nothing else set.
+    pub fn new(solver: SolverConfig, num: usize, batch: usize, seed: u64) -> Self {
+        Self {
+            solver,
+            guidance: None,
+            num,
+            batch,
+            seed,
+            first_index: 0,
+            labels: None,
+            latents: None,
+            init_image: None,
+            known: None,
+            mask: None,
+        }
+    }
+}
+
+/// One evaluation of a generation run, for a step callback: which batch and samples, and the
+/// evaluation itself (its `x` and `x0` hold the batch's samples `first_sample..first_sample +
+/// samples`).
+#[derive(Debug, Clone, Copy)]
+pub struct Preview<'a> {
+    /// Index of the batch.
+    pub batch_index: usize,
+    /// Index (in the request) of the batch's first sample.
+    pub first_sample: usize,
+    /// Samples in the batch.
+    pub samples: usize,
+    /// The evaluation.
+    pub step: StepView<'a>,
 }
 
 /// Where a generation run stands (passed to the progress callback after every evaluation).
@@ -74,7 +151,20 @@ impl OnnxModel {
         &mut self,
         req: &Request,
         out: &mut [f32],
+        progress: impl FnMut(&Progress) -> bool,
+    ) -> Result<()> {
+        self.generate_with_previews(req, out, progress, None)
+    }
+
+    /// [`OnnxModel::generate`] with a step callback: `preview` sees every evaluation (which
+    /// batch and samples, the time, the state the network saw and the data prediction from
+    /// it, see [`StepView`]) and may stop the run by returning false.
+    pub fn generate_with_previews(
+        &mut self,
+        req: &Request,
+        out: &mut [f32],
         mut progress: impl FnMut(&Progress) -> bool,
+        mut preview: Option<&mut dyn FnMut(&Preview) -> bool>,
     ) -> Result<()> {
         let info = self.info().clone();
         let dim = info.dim();
@@ -94,6 +184,15 @@ impl OnnxModel {
                 req.num
             )));
         }
+        for (what, v) in [("latents", req.latents), ("init_image", req.init_image)] {
+            if let Some(v) = v.filter(|v| v.len() != want) {
+                return Err(Error::Shape(format!(
+                    "{what} holds {} values; {} samples of {dim} need {want}",
+                    v.len(),
+                    req.num
+                )));
+            }
+        }
         if let Some(l) = req.labels {
             if l.len() != req.num {
                 return Err(Error::Shape(format!(
@@ -102,8 +201,25 @@ impl OnnxModel {
                     req.num
                 )));
             }
+            info.check_labels(l, req.guidance.is_some())?;
         }
-        let sched = info.schedule()?;
+        let mask = match (req.known, req.mask) {
+            (Some(_), Some(m)) => Some(expand_mask(m, req.num, &info.sample_shape)?),
+            (None, None) => None,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "inpainting needs both the known image and the mask".into(),
+                ))
+            }
+        };
+        if let Some(k) = req.known.filter(|k| k.len() != want) {
+            return Err(Error::Shape(format!(
+                "known image holds {} values; {} samples of {dim} need {want}",
+                k.len(),
+                req.num
+            )));
+        }
+        let sched = self.schedule()?;
         let (batch, fixed) = batch_for(&info, req)?;
         let mut first = 0usize;
         let mut batch_index = 0usize;
@@ -122,16 +238,56 @@ impl OnnxModel {
             });
             let labels = padded.as_deref();
             let mut s = Sampler::new(req.solver.clone(), &sched, dim, &ids, labels, req.guidance)?;
+            // Caller rows for this batch, topped up like the labels for a fixed-batch model.
+            let rows_of = |v: &[f32]| {
+                let mut r = v[first * dim..(first + rows) * dim].to_vec();
+                let last = r[(rows - 1) * dim..].to_vec();
+                for _ in rows..run_rows {
+                    r.extend_from_slice(&last);
+                }
+                r
+            };
+            if let Some(l) = req.latents {
+                s.set_state(&rows_of(l))?;
+            }
+            if let Some(img) = req.init_image {
+                s.start_from_image(&rows_of(img))?;
+            }
+            if let (Some(k), Some(m)) = (req.known, mask.as_deref()) {
+                s.set_inpaint(&rows_of(k), &rows_of(m))?;
+            }
             let total = s.solver().planned_nfe();
-            self.sample(&mut s, |nfe| {
-                progress(&Progress {
-                    samples_done: first,
-                    samples_total: req.num,
+            let previewing = preview.is_some();
+            let mut on_step = |v: &StepView| match preview.as_mut() {
+                Some(f) => f(&Preview {
                     batch_index,
-                    nfe_done: nfe,
-                    nfe_total: total,
-                })
-            })?;
+                    first_sample: first,
+                    samples: rows,
+                    step: StepView {
+                        // The caller's rows only (not a fixed batch's top-up).
+                        x: &v.x[..rows * dim],
+                        x0: &v.x0[..rows * dim],
+                        ..*v
+                    },
+                }),
+                None => true,
+            };
+            let with_preview: Option<&mut dyn FnMut(&StepView) -> bool> =
+                if previewing { Some(&mut on_step) } else { None };
+            self.sample_with_previews(
+                &mut s,
+                |nfe, done| {
+                    progress(&Progress {
+                        // The last call of a batch counts it as finished.
+                        samples_done: if done { first + rows } else { first },
+                        samples_total: req.num,
+                        batch_index,
+                        nfe_done: nfe,
+                        nfe_total: total,
+                    })
+                },
+                with_preview,
+            )?;
             out[first * dim..(first + rows) * dim].copy_from_slice(&s.x()[..rows * dim]);
             first += rows;
             batch_index += 1;

@@ -23,8 +23,9 @@ fn check_shape(len: usize, n: usize, c: usize, h: usize, w: usize) -> Result<()>
             "empty image batch {n} x {c} x {h} x {w}"
         )));
     }
-    let want = n
-        .checked_mul(c * h * w)
+    let want = [n, c, h, w]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| Error::Shape("image batch too large".into()))?;
     if len != want {
         return Err(Error::Shape(format!(
@@ -57,6 +58,96 @@ fn pixels(images: &[f32], i: usize, c: usize, h: usize, w: usize) -> Vec<u8> {
         }
     }
     px
+}
+
+/// Layout of the 8-bit pixels [`to_pixels`] writes: interleaved channels, row-major (HWC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// R, G, B, A (alpha 255): 4 bytes per pixel, what GPU textures usually take.
+    Rgba8,
+    /// R, G, B: 3 bytes per pixel.
+    Rgb8,
+    /// One gray byte per pixel (from RGB images: [`luma`]).
+    Gray8,
+}
+
+impl PixelFormat {
+    /// Bytes per pixel.
+    pub fn bytes_per_pixel(self) -> usize {
+        match self {
+            PixelFormat::Rgba8 => 4,
+            PixelFormat::Rgb8 => 3,
+            PixelFormat::Gray8 => 1,
+        }
+    }
+}
+
+/// Gray value of an 8-bit RGB pixel: Rec. 601 luma `0.299 R + 0.587 G + 0.114 B` of the 8-bit
+/// values, rounded half up, in exact integer arithmetic: `(299 R + 587 G + 114 B + 500) / 1000`
+/// (the weights sum to 1000, so gray stays gray and 255 stays 255).
+pub fn luma(r: u8, g: u8, b: u8) -> u8 {
+    let y = (299 * u32::from(r) + 587 * u32::from(g) + 114 * u32::from(b) + 500) / 1000;
+    // At most (255 * 1000 + 500) / 1000 = 255.
+    y.min(255) as u8
+}
+
+/// Converts a batch of `n` model-space CHW images (`c` = 1 or 3 channels, values in [-1, 1])
+/// to 8-bit pixels in `format`, image after image, each row-major with interleaved channels
+/// (HWC): `out` holds exactly `n * h * w * format.bytes_per_pixel()` bytes. Each value is
+/// converted by [`to_u8`], as the PNG writer does. One-channel images are replicated into R, G
+/// and B; three-channel images become gray by [`luma`]; RGBA's alpha is 255.
+pub fn to_pixels(
+    images: &[f32],
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    format: PixelFormat,
+    out: &mut [u8],
+) -> Result<()> {
+    check_shape(images.len(), n, c, h, w)?;
+    let bpp = format.bytes_per_pixel();
+    let plane = h * w;
+    let want = n
+        .checked_mul(plane)
+        .and_then(|v| v.checked_mul(bpp))
+        .ok_or_else(|| Error::Shape("image batch too large".into()))?;
+    if out.len() != want {
+        return Err(Error::Shape(format!(
+            "the pixel buffer holds {} bytes; {n} images of {h} x {w} at {bpp} bytes per pixel \
+need {want}",
+            out.len()
+        )));
+    }
+    for (img, dst) in images
+        .chunks_exact(c * plane)
+        .zip(out.chunks_exact_mut(plane * bpp))
+    {
+        for (p, px) in dst.chunks_exact_mut(bpp).enumerate() {
+            let v = |ch: usize| to_u8(img[ch * plane + p]);
+            let rgb = if c == 1 {
+                let g = v(0);
+                [g, g, g]
+            } else {
+                [v(0), v(1), v(2)]
+            };
+            match format {
+                PixelFormat::Gray8 => {
+                    px[0] = if c == 1 {
+                        rgb[0]
+                    } else {
+                        luma(rgb[0], rgb[1], rgb[2])
+                    }
+                }
+                PixelFormat::Rgb8 => px.copy_from_slice(&rgb),
+                PixelFormat::Rgba8 => {
+                    px[..3].copy_from_slice(&rgb);
+                    px[3] = 255;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Saves image `i` of a batch of `n` CHW images as a PNG file.
@@ -117,6 +208,94 @@ mod tests {
         assert_eq!(to_u8(-3.0), 0);
         assert_eq!(to_u8(0.0), 128); // 127.5 rounds to even
         assert_eq!(to_u8(f32::NAN), 0);
+    }
+
+    #[test]
+    fn luma_is_rec601_rounded() {
+        assert_eq!(luma(0, 0, 0), 0);
+        assert_eq!(luma(255, 255, 255), 255);
+        assert_eq!(luma(128, 128, 128), 128);
+        assert_eq!(luma(255, 0, 0), 76); // 76.245
+        assert_eq!(luma(0, 255, 0), 150); // 149.685
+        assert_eq!(luma(0, 0, 255), 29); // 29.07
+        assert_eq!(luma(10, 20, 30), 18); // 2.99 + 11.74 + 3.42 = 18.15
+        for (r, g, b) in [(3u8, 200u8, 77u8), (255, 1, 128), (17, 17, 90)] {
+            let exact = 0.299 * f64::from(r) + 0.587 * f64::from(g) + 0.114 * f64::from(b);
+            assert!(
+                (f64::from(luma(r, g, b)) - exact).abs() <= 0.5,
+                "{r} {g} {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn pixels_in_every_format() {
+        // Two 3-channel images of 2 x 3; image 1 is image 0 negated.
+        let (n, c, h, w) = (2, 3, 2, 3);
+        let plane = h * w;
+        let img0: Vec<f32> = (0..c * plane).map(|i| i as f32 / 9.0 - 1.0).collect();
+        let mut imgs = img0.clone();
+        imgs.extend(img0.iter().map(|v| -v));
+        let mut rgb = vec![0u8; n * plane * 3];
+        to_pixels(&imgs, n, c, h, w, PixelFormat::Rgb8, &mut rgb).unwrap();
+        let mut rgba = vec![0u8; n * plane * 4];
+        to_pixels(&imgs, n, c, h, w, PixelFormat::Rgba8, &mut rgba).unwrap();
+        let mut gray = vec![0u8; n * plane];
+        to_pixels(&imgs, n, c, h, w, PixelFormat::Gray8, &mut gray).unwrap();
+        for i in 0..n {
+            for p in 0..plane {
+                let want: Vec<u8> = (0..c)
+                    .map(|ch| to_u8(imgs[i * c * plane + ch * plane + p]))
+                    .collect();
+                let q = i * plane + p;
+                assert_eq!(&rgb[q * 3..q * 3 + 3], &want[..], "image {i} pixel {p}");
+                assert_eq!(&rgba[q * 4..q * 4 + 3], &want[..]);
+                assert_eq!(rgba[q * 4 + 3], 255);
+                assert_eq!(gray[q], luma(want[0], want[1], want[2]));
+            }
+        }
+        // The same bytes as the PNG writer's.
+        assert_eq!(&rgb[..plane * 3], &pixels(&imgs, 0, c, h, w)[..]);
+        assert_eq!(&rgb[plane * 3..], &pixels(&imgs, 1, c, h, w)[..]);
+
+        // One channel: as is in gray, replicated in RGB(A).
+        let one = [-1.0f32, 0.0, 1.0, 0.5];
+        let mut g = [0u8; 4];
+        to_pixels(&one, 1, 1, 2, 2, PixelFormat::Gray8, &mut g).unwrap();
+        assert_eq!(g, [0, 128, 255, 191]); // 191.25
+        let mut c4 = [0u8; 16];
+        to_pixels(&one, 1, 1, 2, 2, PixelFormat::Rgba8, &mut c4).unwrap();
+        assert_eq!(
+            c4,
+            [0, 0, 0, 255, 128, 128, 128, 255, 255, 255, 255, 255, 191, 191, 191, 255]
+        );
+        let mut c3 = [0u8; 12];
+        to_pixels(&one, 1, 1, 2, 2, PixelFormat::Rgb8, &mut c3).unwrap();
+        assert_eq!(c3, [0, 0, 0, 128, 128, 128, 255, 255, 255, 191, 191, 191]);
+    }
+
+    #[test]
+    fn pixels_refuse_mismatched_buffers() {
+        let imgs = [0f32; 2 * 3 * 4];
+        let mut out = [0u8; 2 * 4 * 4];
+        let shape = |r: Result<()>| matches!(r, Err(Error::Shape(_)));
+        let fmt = PixelFormat::Rgba8;
+        assert!(to_pixels(&imgs, 2, 3, 2, 2, fmt, &mut out).is_ok());
+        assert!(shape(to_pixels(&imgs, 2, 3, 2, 2, fmt, &mut out[1..])));
+        assert!(shape(to_pixels(
+            &imgs,
+            2,
+            3,
+            2,
+            2,
+            PixelFormat::Rgb8,
+            &mut out
+        )));
+        assert!(shape(to_pixels(&imgs[1..], 2, 3, 2, 2, fmt, &mut out)));
+        assert!(shape(to_pixels(&imgs, 3, 3, 2, 2, fmt, &mut out)));
+        assert!(shape(to_pixels(&imgs, 2, 2, 3, 2, fmt, &mut out))); // 2 channels
+        assert!(shape(to_pixels(&imgs, 0, 3, 2, 2, fmt, &mut [])));
+        assert!(shape(to_pixels(&imgs, usize::MAX, 3, 2, 2, fmt, &mut out)));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use ort::value::{Tensor, TensorElementType, ValueType};
 
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
-use crate::sampler::Sampler;
+use crate::sampler::{Sampler, StepView};
 use crate::schedule::{self, Schedule};
 use crate::solver::Prediction;
 
@@ -75,6 +75,36 @@ impl ModelInfo {
     /// reference linear schedule).
     pub fn schedule(&self) -> Result<Schedule> {
         schedule_from_metadata(&self.metadata)
+    }
+
+    /// Checks the per-sample class labels of a run against the classes the model declares
+    /// (`dpm.num_classes` = K; a model that declares none is not checked here): every label
+    /// in 0..=K, where 0 is the null class (an unconditional sample), and with guidance
+    /// (`guided`) in 1..=K: guidance steers a sample from the null class towards its own, so
+    /// a guided sample of the null class is meaningless, and is almost always labels counted
+    /// from 0. The error names the sample. Checked before the first batch runs.
+    pub fn check_labels(&self, labels: &[i64], guided: bool) -> Result<()> {
+        let Some(k) = self.num_classes else {
+            return Ok(());
+        };
+        let (lo, hi) = (i64::from(guided), i64::try_from(k).unwrap_or(i64::MAX));
+        let Some((i, &l)) = labels.iter().enumerate().find(|&(_, &l)| l < lo || l > hi) else {
+            return Ok(());
+        };
+        if guided && l == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "sample {i}: label 0 is the null class, which guidance steers away from; with \
+guidance, labels are 1..={k}"
+            )));
+        }
+        let range = if guided {
+            format!("1..={k} (with guidance)")
+        } else {
+            format!("0..={k} (0 = null class)")
+        };
+        Err(Error::InvalidArgument(format!(
+            "sample {i}: label {l} is outside {range}: the model has {k} classes"
+        )))
     }
 }
 
@@ -155,6 +185,33 @@ pub struct OnnxModel {
     path: PathBuf,
     info: ModelInfo,
     bound: Option<Bound>,
+    /// A schedule the caller set ([`OnnxModel::set_schedule`]), over the metadata's.
+    schedule: Option<Schedule>,
+}
+
+/// Where a model's noise schedule comes from ([`OnnxModel::schedule_source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleSource {
+    /// Set by the caller (`set_schedule`, `dpm_model_set_schedule`, `--schedule`).
+    Caller,
+    /// The model's `dpm.schedule` metadata.
+    Metadata,
+    /// Neither: the reference linear schedule (a model exported without libdpm's metadata,
+    /// e.g. from PyTorch; set the schedule it was trained with if it is another).
+    Default,
+}
+
+impl ScheduleSource {
+    /// A short description for messages and `dpm info`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ScheduleSource::Caller => "set by the caller",
+            ScheduleSource::Metadata => "from the model's dpm.schedule metadata",
+            ScheduleSource::Default => {
+                "the default (the model has no dpm.schedule metadata): the reference linear schedule"
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -357,6 +414,7 @@ takes",
             path: path.into(),
             info,
             bound: None,
+            schedule: None,
         };
         if out_unknown {
             m.probe_output_shape().map_err(bad)?;
@@ -415,6 +473,34 @@ libdpm needs an output shaped like the input"
     /// What the model takes and gives.
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The noise schedule sampling uses: the caller's ([`OnnxModel::set_schedule`]), else the
+    /// one the metadata names, else the reference linear schedule.
+    pub fn schedule(&self) -> Result<Schedule> {
+        match &self.schedule {
+            Some(s) => Ok(s.clone()),
+            None => self.info.schedule(),
+        }
+    }
+
+    /// Sets the schedule the model was trained with, for a model whose metadata does not say
+    /// (or says otherwise): every later generation uses it.
+    pub fn set_schedule(&mut self, schedule: Schedule) {
+        self.schedule = Some(schedule);
+    }
+
+    /// Where [`OnnxModel::schedule`] comes from.
+    pub fn schedule_source(&self) -> ScheduleSource {
+        if self.schedule.is_some() {
+            ScheduleSource::Caller
+        } else if self.info.meta("dpm.schedule").is_some()
+            || self.info.meta("dpm.beta_start").is_some()
+        {
+            ScheduleSource::Metadata
+        } else {
+            ScheduleSource::Default
+        }
     }
 
     /// The model file.
@@ -610,6 +696,19 @@ libdpm needs an output shaped like the input"
         sampler: &mut Sampler,
         mut progress: impl FnMut(usize) -> bool,
     ) -> Result<()> {
+        self.sample_with_previews(sampler, |nfe, _| progress(nfe), None)
+    }
+
+    /// [`OnnxModel::sample`] that also hands every evaluation to `preview` (the state the
+    /// network saw, its time, and the data prediction from it) before the solver takes it;
+    /// returning false stops the run ([`Error::Cancelled`]). Without a preview callback no
+    /// prediction is computed. `progress(nfe, done)` also says whether the run has finished.
+    pub fn sample_with_previews(
+        &mut self,
+        sampler: &mut Sampler,
+        mut progress: impl FnMut(usize, bool) -> bool,
+        mut preview: Option<&mut dyn FnMut(&StepView) -> bool>,
+    ) -> Result<()> {
         if sampler.dim() != self.info.dim() {
             return Err(Error::Shape(format!(
                 "sampler has {} values per sample, model {} takes {}",
@@ -620,6 +719,13 @@ libdpm needs an output shaped like the input"
         }
         self.bind(sampler.model_rows())?;
         self.set_labels(sampler.model_labels())?;
+        let n = sampler.solver().rows() * sampler.dim();
+        let mut x0 = if preview.is_some() {
+            vec![0f32; n]
+        } else {
+            Vec::new()
+        };
+        let nfe_total = sampler.solver().planned_nfe();
         loop {
             let b = self.bound.as_mut().ok_or_else(no_binding)?;
             let Some(t) = sampler.write_query(b.x.extract_tensor_mut().1)? else {
@@ -628,8 +734,21 @@ libdpm needs an output shaped like the input"
             Self::set_time(b, t);
             self.run_bound()?;
             let b = self.bound.as_ref().ok_or_else(no_binding)?;
+            if let Some(f) = preview.as_mut() {
+                sampler.data_prediction(b.out.extract_tensor().1, &mut x0)?;
+                let view = StepView {
+                    nfe: sampler.solver().nfe() + 1,
+                    nfe_total,
+                    t,
+                    x: &b.x.extract_tensor().1[..n],
+                    x0: &x0,
+                };
+                if !f(&view) {
+                    return Err(Error::Cancelled);
+                }
+            }
             sampler.submit(b.out.extract_tensor().1)?;
-            if !progress(sampler.solver().nfe()) {
+            if !progress(sampler.solver().nfe(), sampler.is_done()) {
                 return Err(Error::Cancelled);
             }
         }

@@ -47,6 +47,22 @@ pub struct Query<'a> {
     pub rows: usize,
 }
 
+/// One network evaluation as a step callback sees it (previews).
+#[derive(Debug, Clone, Copy)]
+pub struct StepView<'a> {
+    /// Evaluations done in this batch, this one included.
+    pub nfe: usize,
+    /// Evaluations the batch takes (0 for adaptive solvers).
+    pub nfe_total: usize,
+    /// Model time of the evaluation.
+    pub t: f64,
+    /// The state the network saw (`rows * dim`; with guidance, once, not per half).
+    pub x: &'a [f32],
+    /// The data prediction from this evaluation (`rows * dim`): what an engine shows as the
+    /// preview; it converges to the final sample.
+    pub x0: &'a [f32],
+}
+
 /// Solver + guidance + labels for one batch (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Sampler {
@@ -54,7 +70,23 @@ pub struct Sampler {
     guidance: Option<Guidance>,
     model_labels: Option<Vec<i64>>,
     model_x: Vec<f32>,
+    inpaint: Option<Inpaint>,
 }
+
+/// Inpainting: the known values and where they are known.
+#[derive(Debug, Clone)]
+struct Inpaint {
+    /// The known image, `rows * dim` values in model space.
+    known: Vec<f32>,
+    /// Per value in [0, 1]: 1 = known (kept), 0 = generated; fractions blend.
+    mask: Vec<f32>,
+    /// Noise of the current replacement (scratch).
+    noise: Vec<f32>,
+}
+
+/// The RNG stream of the noise that brings the known image to the time of step boundary k
+/// (`INPAINT_STREAM | k`); apart from the initial noise (0) and the solvers' steps (1..).
+pub const INPAINT_STREAM: u32 = 0x4000_0000;
 
 impl Sampler {
     /// A batch of `ids.seeds.len()` samples of `dim` values, starting from the seeded noise.
@@ -133,7 +165,82 @@ impl Sampler {
                 Vec::new()
             },
             guidance,
+            inpaint: None,
         })
+    }
+
+    /// Inpainting: from now on, at every step boundary the known region (`mask`, per value in
+    /// [0, 1], 1 = known) of the state is replaced by `known` brought to the state's time,
+    /// `alpha(t) known + sigma(t) eps_k` (eps_k: the sample's seeded noise for boundary k,
+    /// stream [`INPAINT_STREAM`]` | k`, so runs are deterministic), and when the run ends by
+    /// `known` itself, so the known values come out exactly. Only boundaries are touched:
+    /// every network evaluation (so every multistep history entry) sees a state whose known
+    /// region sits at its own time, and a singlestep step's intermediate states are built from
+    /// the replaced state at its start. Before the first evaluation; applies at once to the
+    /// initial state.
+    pub fn set_inpaint(&mut self, known: &[f32], mask: &[f32]) -> Result<()> {
+        let n = self.solver.rows() * self.solver.dim();
+        if known.len() != n || mask.len() != n {
+            return Err(Error::Shape(format!(
+                "known image has {} values and mask {}; expected {n} each",
+                known.len(),
+                mask.len()
+            )));
+        }
+        if let Some(i) = known.iter().position(|v| !v.is_finite()) {
+            return invalid(format!("known image value {i} is not finite"));
+        }
+        if let Some(i) = mask.iter().position(|m| !(0.0..=1.0).contains(m)) {
+            return invalid(format!("mask value {i} = {} is outside [0, 1]", mask[i]));
+        }
+        if self.solver.nfe() > 0 {
+            return Err(Error::State(
+                "inpainting can only be set before the first evaluation".into(),
+            ));
+        }
+        let keys = self.solver.noise_keys();
+        if keys.seeds.len() != self.solver.rows() || keys.samples.len() != self.solver.rows() {
+            return invalid("inpainting needs a seed and sample index for every row");
+        }
+        self.inpaint = Some(Inpaint {
+            known: known.to_vec(),
+            mask: mask.to_vec(),
+            noise: vec![0f32; n],
+        });
+        self.replace_known();
+        Ok(())
+    }
+
+    /// Applies the inpainting replacement if the solver stands at a step boundary or is done.
+    fn replace_known(&mut self) {
+        let Some(ip) = self.inpaint.as_mut() else {
+            return;
+        };
+        let dim = self.solver.dim();
+        let (a, s) = if self.solver.is_done() {
+            (1.0, 0.0)
+        } else if let Some((t, k)) = self.solver.at_boundary() {
+            let keys = self.solver.noise_keys();
+            for (r, row) in ip.noise.chunks_mut(dim).enumerate() {
+                rng::fill_normal(
+                    keys.seeds[r],
+                    keys.samples[r],
+                    INPAINT_STREAM | (k as u32 & 0x3fff_ffff),
+                    row,
+                );
+            }
+            let sched = self.solver.schedule();
+            (sched.alpha(t) as f32, sched.sigma(t) as f32)
+        } else {
+            return;
+        };
+        let x = self.solver.state_mut();
+        for (((x, &y), &m), &e) in x.iter_mut().zip(&ip.known).zip(&ip.mask).zip(&ip.noise) {
+            if m > 0.0 {
+                let k = a * y + s * e;
+                *x = m * k + (1.0 - m) * *x;
+            }
+        }
     }
 
     /// The underlying solver (NFE, step counts, configuration).
@@ -159,6 +266,53 @@ impl Sampler {
     /// The current state (the B samples once done).
     pub fn x(&self) -> &[f32] {
         self.solver.x()
+    }
+
+    /// Sets the initial state x at the start time (the caller's latents, `rows * dim`
+    /// values) in place of the seeded noise; before the first evaluation only.
+    pub fn set_state(&mut self, x: &[f32]) -> Result<()> {
+        self.solver.set_initial(x)?;
+        self.replace_known();
+        Ok(())
+    }
+
+    /// img2img (SDEdit): starts from `image` (`rows * dim` values in model space) noised to the
+    /// start time `t_s = strength x (N-1)` with the current initial state as the noise:
+    /// `x = alpha(t_s) image + sigma(t_s) x` (the sample's seeded noise, or latents set with
+    /// [`Sampler::set_state`]). At strength 1 the image is not used and the run is plain
+    /// generation, bit for bit (diffusers would mix in `alpha(T) image`, 0.6% of it with the
+    /// reference schedule). Before the first evaluation only.
+    pub fn start_from_image(&mut self, image: &[f32]) -> Result<()> {
+        let n = self.solver.rows() * self.solver.dim();
+        if image.len() != n {
+            return Err(Error::Shape(format!(
+                "init image has {} values, expected {n}",
+                image.len()
+            )));
+        }
+        if let Some(i) = image.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "init image value {i} is not finite"
+            )));
+        }
+        let t = self.solver.start_time();
+        if self.solver.config().strength >= 1.0 {
+            // The image goes unused; the call is still refused once the run has begun.
+            if self.solver.nfe() > 0 {
+                return Err(Error::State(
+                    "the initial state can only be set before the first evaluation".into(),
+                ));
+            }
+            return Ok(());
+        }
+        let sched = self.solver.schedule();
+        let (a, s) = (sched.alpha(t) as f32, sched.sigma(t) as f32);
+        let x: Vec<f32> = image
+            .iter()
+            .zip(self.solver.x())
+            .map(|(&i, &e)| a * i + s * e)
+            .collect();
+        self.set_state(&x)
     }
 
     /// Labels of the model batch (2B with guidance), if conditional.
@@ -212,6 +366,46 @@ impl Sampler {
         Ok(Some(t))
     }
 
+    /// The data prediction x0 of the pending query from the model output `out` for it
+    /// (`model_rows * dim` values), into `dst` (`rows * dim`): guidance combined as
+    /// [`Sampler::submit`] combines it, then converted with the query's alpha and sigma from
+    /// the model's prediction type (eps: `(x - sigma eps) / alpha`; v: `alpha x - sigma v`).
+    /// The preview an engine shows while a run goes on; it changes nothing in the run.
+    pub fn data_prediction(&self, out: &[f32], dst: &mut [f32]) -> Result<()> {
+        let n = self.solver.rows() * self.solver.dim();
+        let (t, x) = match (self.solver.query_time(), self.solver.query_x()) {
+            (Some(t), Some(x)) => (t, x),
+            _ => return Err(Error::State("no pending query".into())),
+        };
+        if out.len() != self.model_rows() * self.dim() || dst.len() != n {
+            return Err(Error::Shape(format!(
+                "model output has {} values and dst {}; expected {} and {n}",
+                out.len(),
+                dst.len(),
+                self.model_rows() * self.dim()
+            )));
+        }
+        let sched = self.solver.schedule();
+        let (alpha, sigma) = (sched.alpha(t), sched.sigma(t));
+        let (wc, wn) = self.guidance.map_or((1.0, 0.0), |g| g.weights());
+        let (wc, wn) = (wc as f32, wn as f32);
+        let (a, s) = (alpha as f32, sigma as f32);
+        let pred = self.solver.config().prediction;
+        for (i, d) in dst.iter_mut().enumerate() {
+            let raw = if self.guidance.is_some() {
+                wc * out[i] + wn * out[n + i]
+            } else {
+                out[i]
+            };
+            *d = match pred {
+                crate::solver::Prediction::Eps => (x[i] - s * raw) / a,
+                crate::solver::Prediction::X0 => raw,
+                crate::solver::Prediction::V => a * x[i] - s * raw,
+            };
+        }
+        Ok(())
+    }
+
     /// Gives the model output for the pending query (`model_rows * dim` values).
     pub fn submit(&mut self, out: &[f32]) -> Result<()> {
         match self.guidance {
@@ -226,10 +420,12 @@ impl Sampler {
                 }
                 let (wc, wn) = g.weights();
                 self.solver
-                    .submit_combined(&[(wc as f32, &out[..n]), (wn as f32, &out[n..])])
+                    .submit_combined(&[(wc as f32, &out[..n]), (wn as f32, &out[n..])])?;
             }
-            None => self.solver.submit(out),
+            None => self.solver.submit(out)?,
         }
+        self.replace_known();
+        Ok(())
     }
 
     /// Runs to the end with a model function `f(x, t, labels, out)`.

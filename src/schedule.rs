@@ -192,6 +192,22 @@ impl Schedule {
         }
     }
 
+    /// The schedule in words, e.g. `linear (betas 0.0001..0.02)`.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            ScheduleKind::Linear {
+                beta_start,
+                beta_end,
+            } => format!("linear (betas {beta_start}..{beta_end})"),
+            ScheduleKind::ScaledLinear {
+                beta_start,
+                beta_end,
+            } => format!("scaled_linear (betas {beta_start}..{beta_end})"),
+            ScheduleKind::Cosine { s } => format!("cosine (s = {s})"),
+            ScheduleKind::Custom => "custom table".into(),
+        }
+    }
+
     /// Where the schedule came from.
     pub fn kind(&self) -> &ScheduleKind {
         &self.kind

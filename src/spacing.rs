@@ -52,20 +52,39 @@ impl Spacing {
         }
     }
 
-    /// The K steps `(from, to)` of a plan on `schedule`.
+    /// The K steps `(from, to)` of a plan on `schedule`, over the whole time axis.
     pub fn steps(&self, schedule: &Schedule, k: usize) -> Result<Vec<(f64, f64)>> {
+        self.steps_from(schedule, k, schedule.t_max())
+    }
+
+    /// The K steps `(from, to)` of a plan from model time `start` (at most `N-1`; img2img
+    /// starts part-way) down to 0: each spacing is laid over `[0, start]` in its own variable,
+    /// so `start = N-1` gives exactly [`Spacing::steps`]. Custom times must begin at `start`.
+    pub fn steps_from(&self, schedule: &Schedule, k: usize, start: f64) -> Result<Vec<(f64, f64)>> {
         if k == 0 {
             return invalid("a plan needs at least one step");
         }
         let n = schedule.len();
-        let t_max = schedule.t_max();
+        if !(start > 0.0 && start <= schedule.t_max()) {
+            return invalid(format!(
+                "a plan starts in (0, {}], not at {start}",
+                schedule.t_max()
+            ));
+        }
+        // From here on the spacings see `start` where the whole axis has N-1.
+        let t_max = start;
         if let Spacing::Reference = self {
             if k > n {
                 return invalid(format!(
                     "the reference spacing allows at most {n} steps, got {k}"
                 ));
             }
-            let jump = (n / k) as f64;
+            // N / K on the whole axis; the same share of the shorter one otherwise.
+            let jump = if start == schedule.t_max() {
+                (n / k) as f64
+            } else {
+                ((start.round_ties_even() as usize + 1) / k).max(1) as f64
+            };
             let grid = linspace(0.0, t_max, k + 1);
             return Ok(grid[1..]
                 .iter()
@@ -85,8 +104,9 @@ impl Spacing {
                 .map(|l| schedule.tau_of_lambda(l))
                 .collect(),
             Spacing::TimeQuadratic => {
-                // Continuous time t = (tau + 1) / N runs from 1 down to 1 / N.
-                linspace(1.0, (1.0 / nf).sqrt(), k + 1)
+                // Continuous time t = (tau + 1) / N runs from (start + 1) / N (1 on the whole
+                // axis) down to 1 / N.
+                linspace(((t_max + 1.0) / nf).sqrt(), (1.0 / nf).sqrt(), k + 1)
                     .into_iter()
                     .map(|s| s * s * nf - 1.0)
                     .collect()
@@ -100,8 +120,16 @@ impl Spacing {
                         k + 1
                     ));
                 }
-                if ts.iter().any(|&t| !(0.0..=t_max).contains(&t)) {
-                    return invalid(format!("custom times must lie in [0, {t_max}]"));
+                if ts.iter().any(|&t| !(0.0..=schedule.t_max()).contains(&t)) {
+                    return invalid(format!(
+                        "custom times must lie in [0, {}]",
+                        schedule.t_max()
+                    ));
+                }
+                if start != schedule.t_max() && ts.first() != Some(&start) {
+                    return invalid(format!(
+                        "custom times must begin at the start time {start} (strength)"
+                    ));
                 }
                 if ts.windows(2).any(|w| w[1] >= w[0]) {
                     return invalid("custom times must decrease strictly");

@@ -79,6 +79,29 @@ fn host_loop_example_runs() {
     }
 }
 
+/// The img2img and inpainting examples on the bundled demo model: the kept half exact, the
+/// previews written.
+#[test]
+fn img2img_and_inpaint_examples_run() {
+    for (ex, want) in [
+        ("img2img", "x0 previews of sample 0"),
+        ("inpaint", "kept half: 6144 of 6144 values exact"),
+    ] {
+        let bin = compile(&format!("examples-c/{ex}.c"), ex);
+        let dir = std::env::temp_dir().join(format!("dpm-{ex}-{}", std::process::id()));
+        let d = dir.to_string_lossy().into_owned();
+        let out = run(
+            &bin,
+            &["--model", "onnx/models/demo/unet_small.onnx", "--out", &d],
+        );
+        assert!(out.contains(want), "{ex}: {out}");
+        for f in ["sources.png", "results.png"] {
+            assert!(dir.join(f).is_file(), "{ex}: {f}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[test]
 fn sample_afhq_example_runs() {
     let bin = compile("examples-c/sample_afhq.c", "sample_afhq");

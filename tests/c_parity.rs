@@ -73,6 +73,10 @@ fn generate_matches_the_rust_api() {
             seed: 42,
             first_index: 0,
             labels: guided.then_some(&labels[..]),
+            latents: None,
+            init_image: None,
+            known: None,
+            mask: None,
         };
         let mut r_out = vec![0f32; n * dim];
         rust.generate(&req, &mut r_out, |_| true).unwrap();

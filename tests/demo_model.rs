@@ -34,6 +34,10 @@ fn accuracy(
         seed: 11,
         first_index: 0,
         labels: Some(&labels),
+        latents: None,
+        init_image: None,
+        known: None,
+        mask: None,
     };
     model.generate(&req, &mut out, |_| true).unwrap();
     let got = shapes.classify_batch(&out).unwrap();

@@ -310,6 +310,10 @@ fn generate(
         seed: 0,
         first_index: 0,
         labels,
+        latents: None,
+        init_image: None,
+        known: None,
+        mask: None,
     };
     net.generate(&req, &mut out, |_| true)?;
     Ok(out)
@@ -478,6 +482,10 @@ fn a_fixed_batch_model_gets_full_batches() {
             seed: 3,
             first_index: 0,
             labels: None,
+            latents: None,
+            init_image: None,
+            known: None,
+            mask: None,
         };
         net.generate(&req, &mut out, |_| true).map(|()| out)
     };

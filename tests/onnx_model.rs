@@ -485,6 +485,34 @@ fn label_errors_are_invalid_arguments() {
     assert!(max_rel(&out, &want) < 1e-5);
 }
 
+/// Labels of a generation run (checked up front, by sample): 0..=K, and 1..=K with guidance
+/// (label 0, the null class, with guidance used to be accepted).
+#[test]
+fn generation_labels_are_checked_by_sample() {
+    let c = load("cond_image.onnx");
+    let info = c.info();
+    assert_eq!(info.num_classes, Some(3));
+    info.check_labels(&[1, 2, 3, 0], false).unwrap(); // 0: an unconditional sample
+    info.check_labels(&[1, 2, 3, 1], true).unwrap();
+    let invalid = |labels: &[i64], guided, want: &str| {
+        let r = info.check_labels(labels, guided);
+        assert!(
+            matches!(&r, Err(Error::InvalidArgument(m)) if m.contains(want)),
+            "{labels:?} guided {guided}: {r:?}"
+        );
+    };
+    invalid(&[1, 2, 0, 3], true, "sample 2: label 0 is the null class");
+    invalid(&[1, 4], false, "sample 1: label 4 is outside 0..=3");
+    invalid(&[-1], false, "sample 0: label -1");
+    invalid(&[3, 3, 3, i64::MAX], true, "sample 3");
+    invalid(&[i64::MIN], true, "outside 1..=3");
+    // A model that declares no classes is not checked here (the model's own input is).
+    load("affine2d.onnx")
+        .info()
+        .check_labels(&[0, -5], true)
+        .unwrap();
+}
+
 #[test]
 fn buffer_size_errors_are_shape_errors() {
     let mut a = load("affine2d.onnx");

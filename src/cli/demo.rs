@@ -92,6 +92,10 @@ pub fn run(a: &DemoArgs) -> Result<()> {
                 seed: cfg.seed.wrapping_add(2),
                 first_index: 0,
                 labels: None,
+                latents: None,
+                init_image: None,
+                known: None,
+                mask: None,
             };
             let t0 = std::time::Instant::now();
             model.generate(&req, &mut out, |_| true)?;

@@ -43,6 +43,9 @@ enum Cmd {
         /// An ONNX model to inspect.
         #[arg(long)]
         model: Option<PathBuf>,
+        /// The schedule to report for it, as `dpm sample --schedule` takes it.
+        #[arg(long)]
+        schedule: Option<String>,
     },
     /// List the solver presets.
     Solvers,
@@ -107,7 +110,11 @@ pub fn run() -> Result<()> {
         Cmd::Demo(a) => demo::run(&a),
         Cmd::Train(a) => train::run(&a),
         Cmd::Sample(a) => sample::run(&a),
-        Cmd::Info { rt, model } => info(&rt, model),
+        Cmd::Info {
+            rt,
+            model,
+            schedule,
+        } => info(&rt, model, schedule),
         Cmd::Bench(a) => bench::run(&a),
         Cmd::Fid(a) => fid::run(&a),
         Cmd::Report(a) => report::run(&a),
@@ -136,14 +143,18 @@ pub fn run() -> Result<()> {
     }
 }
 
-fn info(rt: &RtArgs, model: Option<PathBuf>) -> Result<()> {
+fn info(rt: &RtArgs, model: Option<PathBuf>, schedule: Option<String>) -> Result<()> {
     let rt = rt.runtime()?;
     println!("library:  {}", rt.library().display());
     println!("version:  {}", rt.ort_version());
     println!("provider: {}", rt.provider().name());
     if let Some(p) = model {
-        let m = OnnxModel::load(&rt, &p)?;
+        let mut m = OnnxModel::load(&rt, &p)?;
+        if let Some(spec) = &schedule {
+            m.set_schedule(sample::parse_schedule(spec)?);
+        }
         let i = m.info();
+        let sched = m.schedule()?;
         println!("model:    {}", p.display());
         println!("  x:      {} {:?} per sample", i.x_name, i.sample_shape);
         println!(
@@ -158,6 +169,12 @@ fn info(rt: &RtArgs, model: Option<PathBuf>) -> Result<()> {
         );
         println!("  labels: {}", i.labels_name.as_deref().unwrap_or("-"));
         println!("  output: {} ({})", i.out_name, i.prediction.name());
+        println!(
+            "  schedule: {} ({} steps), {}",
+            sched.describe(),
+            sched.len(),
+            m.schedule_source().describe()
+        );
         for (k, v) in &i.metadata {
             println!("  {k} = {v}");
         }

@@ -55,6 +55,23 @@ pub struct SampleArgs {
     /// Output folder.
     #[arg(long, default_value = "out/sample")]
     out: PathBuf,
+    /// img2img: an image (PNG/JPEG, resized to the model's resolution) every sample starts
+    /// from, noised to the time --strength names.
+    #[arg(long)]
+    init_image: Option<PathBuf>,
+    /// img2img strength in (0, 1]: the run starts at model time strength x (N-1) and takes
+    /// --nfe evaluations from there (1 = plain generation; the image is then not used).
+    #[arg(long, default_value_t = 1.0)]
+    strength: f64,
+    /// The noise schedule the model was trained with, when its metadata does not say (a
+    /// PyTorch export): linear, scaled_linear or cosine [:N training steps, default 1000], or
+    /// betas:FILE / alpha_bar:FILE (one number per line).
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Inpainting mask (an image, resized to the model's resolution; as in diffusers, white =
+    /// generate, black = keep --init-image there). Needs --init-image.
+    #[arg(long)]
+    mask: Option<PathBuf>,
 }
 
 /// Seeded labels in 1..=k for `n` samples.
@@ -78,11 +95,21 @@ pub fn write_points_csv(path: &Path, pts: &[f32]) -> Result<()> {
 pub fn run(a: &SampleArgs) -> Result<()> {
     let rt = a.rt.runtime()?;
     let mut model = OnnxModel::load(&rt, &a.model)?;
+    if let Some(spec) = &a.schedule {
+        model.set_schedule(parse_schedule(spec)?);
+    }
     let info = model.info().clone();
     let mut solver = SolverConfig::parse(&a.solver, a.nfe)?;
     solver.prediction = info.prediction;
     if let Some(s) = &a.spacing {
         solver.spacing = Spacing::named(s)?;
+    }
+    solver.strength = a.strength;
+    solver.validate()?;
+    if a.strength < 1.0 && a.init_image.is_none() && a.mask.is_none() {
+        return Err(Error::InvalidArgument(
+            "--strength below 1 starts part-way from an image: give --init-image".into(),
+        ));
     }
     if a.num == 0 || a.batch == 0 {
         return Err(Error::InvalidArgument(
@@ -107,6 +134,29 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         }),
         None => None,
     };
+    let init = match &a.init_image {
+        None => None,
+        Some(path) => Some(init_images(path, &info.sample_shape, a.num)?),
+    };
+    let mask = match (&a.mask, &init) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(Error::InvalidArgument(
+                "--mask needs --init-image (the image whose black region is kept)".into(),
+            ))
+        }
+        (Some(path), Some(_)) => {
+            let side = info.sample_shape[1];
+            let rgb = dpm::data::load_image(path, side)?;
+            // Known where the mask is black: 1 - gray, with gray in [0, 1] from channel 0.
+            Some(
+                rgb[..side * side]
+                    .iter()
+                    .map(|&v| (1.0 - (v + 1.0) / 2.0).clamp(0.0, 1.0))
+                    .collect::<Vec<f32>>(),
+            )
+        }
+    };
     let req = Request {
         solver,
         guidance,
@@ -115,6 +165,11 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         seed: a.seed,
         first_index: 0,
         labels: labels.as_deref(),
+        latents: None,
+        // With a mask the image is the known image (and img2img's start when --strength < 1).
+        init_image: init.as_deref(),
+        known: mask.as_ref().and(init.as_deref()),
+        mask: mask.as_deref(),
     };
     let (batch, fixed) = dpm::generate::batch_for(&info, &req)?;
     if fixed && batch != a.batch {
@@ -225,4 +280,49 @@ pub fn replace_owned_outputs(dir: &Path, written: &[String]) -> Result<usize> {
     }
     dpm::fsutil::write_atomic(&list, (written.join("\n") + "\n").as_bytes())?;
     Ok(removed)
+}
+
+/// `num` copies of the image at `path` in model space, for a model of `shape` (C x H x W with
+/// square H = W and C = 3, as the bundled image models).
+fn init_images(path: &Path, shape: &[usize], num: usize) -> Result<Vec<f32>> {
+    let side = match shape {
+        [3, h, w] if h == w => *h,
+        s => {
+            return Err(Error::InvalidArgument(format!(
+                "--init-image needs a model of square RGB images (3 x R x R); this one takes {s:?}"
+            )))
+        }
+    };
+    let one = dpm::data::load_image(path, side)?;
+    let mut v = dpm::generate::output_buffer(num, one.len())?;
+    for row in v.chunks_mut(one.len()) {
+        row.copy_from_slice(&one);
+    }
+    Ok(v)
+}
+
+/// A schedule from the command line: `NAME[:N]` (linear, scaled_linear, cosine; N training
+/// steps, default 1000) or `betas:FILE` / `alpha_bar:FILE` with one number per line.
+pub fn parse_schedule(spec: &str) -> Result<dpm::schedule::Schedule> {
+    let table = |path: &str| -> Result<Vec<f64>> {
+        let bytes = dpm::fsutil::read_regular(Path::new(path), 64 << 20)?;
+        String::from_utf8_lossy(&bytes)
+            .split_whitespace()
+            .map(|v| {
+                v.parse::<f64>()
+                    .map_err(|_| Error::InvalidArgument(format!("{path}: '{v}' is not a number")))
+            })
+            .collect()
+    };
+    match spec.split_once(':') {
+        Some(("betas", path)) => dpm::schedule::Schedule::from_betas(&table(path)?),
+        Some(("alpha_bar", path)) => dpm::schedule::Schedule::from_alpha_bar(&table(path)?),
+        Some((name, n)) => {
+            let n = n.parse::<usize>().map_err(|_| {
+                Error::InvalidArgument(format!("--schedule {spec}: '{n}' is not a step count"))
+            })?;
+            dpm::schedule::named(name, n)
+        }
+        None => dpm::schedule::named(spec, 1000),
+    }
 }

@@ -88,6 +88,17 @@ pub(crate) fn out<'a, T>(p: *mut T, what: &'static str) -> CResult<&'a mut T> {
 /// params struct, and a size that cuts a field (a pointer half copied) would be unsafe. When
 /// a struct grows, its earlier sizes become the accepted smaller ones here.
 pub(crate) fn params<T: Copy + Default>(p: *const T, what: &'static str) -> CResult<T> {
+    params_since(p, what, &[])
+}
+
+/// [`params`] for a struct that grew: `earlier` are the sizes of its earlier versions (each
+/// the offset of the first field added after it), read up to that size with the later fields
+/// left at their defaults, so a caller built against an older header keeps working.
+pub(crate) fn params_since<T: Copy + Default>(
+    p: *const T,
+    what: &'static str,
+    earlier: &[usize],
+) -> CResult<T> {
     if p.is_null() {
         return Err(CError::Null(what));
     }
@@ -95,6 +106,15 @@ pub(crate) fn params<T: Copy + Default>(p: *const T, what: &'static str) -> CRes
     // caller must have set (the _init functions do).
     let size = unsafe { *(p as *const u32) } as usize;
     let full = std::mem::size_of::<T>();
+    if earlier.contains(&size) {
+        let mut v = T::default();
+        // SAFETY: the caller's struct holds `size` bytes (an earlier version of T, whose
+        // fields are T's first fields up to that offset: plain integers, floats, pointers);
+        // size < full, so the copy stays inside `v`.
+        unsafe { std::ptr::copy_nonoverlapping(p as *const u8, &mut v as *mut T as *mut u8, size) };
+        // The struct_size field itself keeps the caller's value; nothing reads it later.
+        return Ok(v);
+    }
     if !(full..=1 << 16).contains(&size) {
         return Err(Error::InvalidArgument(format!(
             "{what}.struct_size = {size} (this libdpm's is {full}): call the matching \

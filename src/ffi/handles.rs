@@ -3,7 +3,7 @@
 use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 
 use super::args::{cstr, enum_value, opt_cstr, out, path_arg, slice};
@@ -79,13 +79,69 @@ pub struct dpm_runtime {
 /// A loaded ONNX model (one thread at a time; `dpm_cancel` from any thread).
 pub struct dpm_model {
     pub(crate) model: Mutex<OnnxModel>,
-    pub(crate) cancel: AtomicBool,
+    /// Whether a `dpm_generate` run holds the model, and whether `dpm_cancel` asked it to stop.
+    pub(crate) cancel: RunCancel,
     /// Set by `dpm_model_free`: running calls stop, calls still on their way in are refused.
     pub(crate) closed: AtomicBool,
     /// [`thread_token`] of the thread inside `dpm_generate` (0 = none): `dpm_model_free`
     /// from that run's own progress callback must not wait for the run.
     pub(crate) runner: AtomicUsize,
     pub(crate) last_error: Mutex<CString>,
+}
+
+/// The cancel state of a model's runs: `dpm_cancel` stops the run in progress and nothing else.
+///
+/// One atomic holds both bits, so that "a run is in progress" and "stop it" change together:
+/// a cancel sets [`RunCancel::STOP`] only while [`RunCancel::RUNNING`] is set (one
+/// compare-and-swap), a run sets RUNNING (clearing STOP) when it takes the model and clears
+/// both when it lets go. A cancel that comes while no run is in progress, or after a run's
+/// last check, changes nothing and is not kept for a later run (it used to be: a stray
+/// cancel stopped the next run before its first step).
+pub(crate) struct RunCancel(AtomicU8);
+
+impl RunCancel {
+    const RUNNING: u8 = 1;
+    const STOP: u8 = 2;
+
+    pub(crate) fn new() -> Self {
+        Self(AtomicU8::new(0))
+    }
+
+    /// Marks a run in progress until the returned guard is dropped. Called by the run that
+    /// holds the model's lock, so runs never overlap here.
+    pub(crate) fn begin(&self) -> RunGuard<'_> {
+        self.0.store(Self::RUNNING, Ordering::SeqCst);
+        RunGuard(self)
+    }
+
+    /// Asks the run in progress, if any, to stop; false when none was in progress.
+    pub(crate) fn request(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                (s & Self::RUNNING != 0).then_some(s | Self::STOP)
+            })
+            .is_ok()
+    }
+
+    /// Whether the run in progress has been asked to stop.
+    pub(crate) fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst) & Self::STOP != 0
+    }
+
+    /// Ends the run: no run in progress, nothing to stop.
+    fn end(&self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
+}
+
+/// A run in progress on a model (see [`RunCancel::begin`]); dropping it ends the run: a
+/// cancel that comes later finds nothing to stop.
+pub(crate) struct RunGuard<'a>(&'a RunCancel);
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.0.end();
+    }
 }
 
 /// A noise schedule (immutable; share it freely).
@@ -107,7 +163,8 @@ pub struct dpm_model_info {
     pub dim: u32,
     /// Nonzero when the model takes class labels.
     pub conditional: i32,
-    /// Number of real classes (labels 1..num_classes, 0 = null), or 0 when unknown.
+    /// Number of real classes K (labels 1..K; 0 is the null class, which `dpm_generate`
+    /// accepts only without guidance), or 0 when unknown.
     pub num_classes: i32,
     /// `DPM_PREDICTION_*` of the model.
     pub prediction: i32,
@@ -327,7 +384,7 @@ pub extern "C" fn dpm_model_load(
         share(
             dpm_model {
                 model: Mutex::new(m),
-                cancel: AtomicBool::new(false),
+                cancel: RunCancel::new(),
                 closed: AtomicBool::new(false),
                 runner: AtomicUsize::new(0),
                 last_error: Mutex::new(CString::default()),
@@ -400,8 +457,31 @@ pub extern "C" fn dpm_model_get_info(
     )
 }
 
-/// The noise schedule the model was trained with (from its metadata; the reference linear
-/// schedule when it has none). Free with `dpm_schedule_free`.
+/// Sets the noise schedule the model was trained with, for a model whose metadata does not
+/// say (a PyTorch export samples on the reference linear schedule otherwise): every later
+/// `dpm_generate` and `dpm_model_get_schedule` use a copy of it (the handle may be freed
+/// after this call).
+#[no_mangle]
+pub extern "C" fn dpm_model_set_schedule(
+    model: *mut dpm_model,
+    schedule: *const dpm_schedule,
+) -> dpm_status {
+    let Ok(h) = acquire(model.cast_const(), "model") else {
+        return guard0(|| Err(CError::Null("model")));
+    };
+    guard(
+        |m| store(&h.last_error, m),
+        || {
+            let s = acquire(schedule, "schedule")?;
+            lock_open(&h.model, &h.closed, "model")?.set_schedule(s.sched.clone());
+            Ok(())
+        },
+    )
+}
+
+/// The noise schedule sampling with the model uses: the one set with
+/// `dpm_model_set_schedule`, else the one its metadata names, else the reference linear
+/// schedule. Free with `dpm_schedule_free`.
 #[no_mangle]
 pub extern "C" fn dpm_model_get_schedule(
     model: *const dpm_model,
@@ -413,7 +493,7 @@ pub extern "C" fn dpm_model_get_schedule(
     guard(
         |m| store(&h.last_error, m),
         || {
-            let s = lock_open(&h.model, &h.closed, "model")?.info().schedule()?;
+            let s = lock_open(&h.model, &h.closed, "model")?.schedule()?;
             share(dpm_schedule { sched: s }, schedule, "schedule")
         },
     )
@@ -456,7 +536,7 @@ pub extern "C" fn dpm_model_free(model: *mut dpm_model) {
     let Some(h) = release(model) else { return };
     let _ = catch_unwind(AssertUnwindSafe(move || {
         h.closed.store(true, Ordering::SeqCst);
-        h.cancel.store(true, Ordering::SeqCst);
+        h.cancel.request();
         if h.runner.load(Ordering::SeqCst) != thread_token() {
             // Blocks until a running call lets go of the model (a poisoned lock is let go too).
             drop(h.model.lock());
@@ -593,5 +673,56 @@ pub extern "C" fn dpm_prediction_from_name(name: *const c_char) -> i32 {
     {
         Some(p) => PREDICTIONS.iter().find(|x| x.1 == p).map_or(-2, |x| x.0),
         None => -2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cancel stops the run in progress and nothing else: one made while no run is in
+    /// progress, or after a run ended, is not kept for the next run.
+    #[test]
+    fn a_cancel_stops_only_the_run_in_progress() {
+        let c = RunCancel::new();
+        assert!(!c.request(), "nothing to stop");
+        let run = c.begin();
+        assert!(!c.requested(), "a cancel made before the run is not kept");
+        assert!(c.request());
+        assert!(c.requested());
+        assert!(c.request(), "a second cancel of the same run");
+        drop(run);
+        assert!(!c.requested());
+        assert!(!c.request(), "the run has ended");
+        let run = c.begin();
+        assert!(!c.requested(), "a cancel after a run ended is not kept");
+        drop(run);
+    }
+
+    /// A cancel racing with a run's start and end either stops that run or finds none in
+    /// progress, never one that was over (the flag never outlives the run).
+    #[test]
+    fn a_cancel_never_outlives_its_run() {
+        let c = std::sync::Arc::new(RunCancel::new());
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let started = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let canceller = {
+            let (c, stop, started) = (c.clone(), stop.clone(), started.clone());
+            std::thread::spawn(move || {
+                started.wait();
+                while !stop.load(Ordering::SeqCst) {
+                    c.request();
+                }
+            })
+        };
+        started.wait();
+        for _ in 0..100_000 {
+            let run = c.begin();
+            std::hint::black_box(c.requested());
+            drop(run);
+            assert!(!c.requested(), "a cancel outlived its run");
+        }
+        stop.store(true, Ordering::SeqCst);
+        canceller.join().unwrap();
     }
 }

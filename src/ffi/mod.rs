@@ -20,6 +20,9 @@
 pub mod args;
 pub mod handles;
 pub mod sampler;
+// After `sampler`: cbindgen follows the declarations in order, and the header lists the image
+// functions after generation.
+pub mod images;
 pub mod train;
 
 use std::cell::RefCell;

@@ -1,4 +1,5 @@
-//! Sampler parameters, host-driven stepping, batch generation with an ONNX model, image output.
+//! Sampler parameters, host-driven stepping, batch generation with an ONNX model (images out
+//! of model space: `images.rs`).
 
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -6,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::args::{
-    cstr, enum_value, finite, in_range, out, params, path_arg, positive, slice, slice_mut,
+    cstr, enum_value, finite, in_range, out, params_since, positive, slice, slice_mut,
 };
 use super::handles::{
     acquire, dpm_model, dpm_schedule, lock_open, release, share, store, thread_token,
@@ -131,7 +132,15 @@ pub struct dpm_sampler_params {
     /// the threads the machine runs at once (`std::thread::available_parallelism`) and one
     /// thread per 16384 values (none extra below 65536); the samples do not depend on it.
     pub threads: i32,
+    /// img2img strength in (0, 1] (default 1): the run covers the last `strength` of the
+    /// time axis, from model time `strength x (N-1)` to 0, with the NFE asked for. The state
+    /// there comes from `dpm_generate_params.init_image` or `dpm_sampler_set_init_image`
+    /// (or `dpm_sampler_set_state`).
+    pub strength: f64,
 }
+
+/// The size of `dpm_sampler_params` before `strength` (libdpm 0.1.0).
+const SAMPLER_PARAMS_0_1: usize = std::mem::offset_of!(dpm_sampler_params, strength);
 
 fn from_config(c: &SolverConfig, base: dpm_sampler_params) -> dpm_sampler_params {
     let find = |t: &[(i32, Algorithm)], a| t.iter().find(|x| x.1 == a).map_or(0, |x| x.0);
@@ -150,6 +159,7 @@ fn from_config(c: &SolverConfig, base: dpm_sampler_params) -> dpm_sampler_params
         rtol: c.adaptive.rtol,
         atol: c.adaptive.atol,
         threads: c.threads as i32,
+        strength: c.strength,
         ..base
     }
 }
@@ -179,6 +189,7 @@ impl Default for dpm_sampler_params {
             guidance_convention: DPM_GUIDANCE_HO,
             null_label: 0,
             threads: 1,
+            strength: 1.0,
         };
         match SolverConfig::named("dpm2", 20) {
             Ok(c) => from_config(&c, base),
@@ -271,6 +282,14 @@ fn to_config(
     c.adaptive.rtol = rtol;
     c.adaptive.atol = atol;
     c.threads = positive(i64::from(p.threads), "params.threads")?;
+    c.strength = finite(p.strength, "params.strength")?;
+    if !(c.strength > 0.0 && c.strength <= 1.0) {
+        return Err(Error::InvalidArgument(format!(
+            "params.strength = {} is outside (0, 1]",
+            c.strength
+        ))
+        .into());
+    }
     c.validate()?;
     let g = if p.guidance != 0 {
         Some(Guidance {
@@ -383,7 +402,7 @@ pub extern "C" fn dpm_sampler_create(
         } else {
             acquire(schedule, "schedule")?.sched.clone()
         };
-        let p = super::args::params(params, "params")?;
+        let p = super::args::params_since(params, "params", &[SAMPLER_PARAMS_0_1])?;
         let (cfg, g) = to_config(&p, None)?;
         let b = positive(i64::from(batch), "batch")?;
         let d = positive(i64::from(dim), "dim")?;
@@ -520,6 +539,75 @@ pub extern "C" fn dpm_sampler_read(
     })
 }
 
+/// Sets the initial state x (the caller's latents, `n = batch * dim` floats) in place of the
+/// seeded noise. Before the first `dpm_sampler_next` only (DPM_ERR_STATE after).
+#[no_mangle]
+pub extern "C" fn dpm_sampler_set_state(
+    sampler: *mut dpm_sampler,
+    x: *const f32,
+    n: usize,
+) -> dpm_status {
+    with_sampler(sampler, |hl| {
+        before_first_query(hl)?;
+        hl.sampler.set_state(slice(x, n, "x")?)?;
+        Ok(())
+    })
+}
+
+/// img2img: starts from `image` (`n = batch * dim` floats, model space) noised to the start
+/// time `strength x (N-1)` (`dpm_sampler_params.strength`) with the current initial state as
+/// the noise (the seeded noise, or latents from `dpm_sampler_set_state`): `x = alpha image +
+/// sigma x`. At strength 1 the image is not used. Before the first `dpm_sampler_next` only.
+#[no_mangle]
+pub extern "C" fn dpm_sampler_set_init_image(
+    sampler: *mut dpm_sampler,
+    image: *const f32,
+    n: usize,
+) -> dpm_status {
+    with_sampler(sampler, |hl| {
+        before_first_query(hl)?;
+        hl.sampler.start_from_image(slice(image, n, "image")?)?;
+        Ok(())
+    })
+}
+
+/// Inpainting for the host-driven sampler: `known` (`known_len = batch * dim` floats, model
+/// space) is kept where `mask` (values in [0, 1], 1 = kept; `mask_len` = batch * dim per value,
+/// or dim for one mask for every row) says, as `dpm_generate_params.known` describes: replaced
+/// at every step boundary by the known image noised to the state's time, and by the image
+/// itself at the end. Before the first `dpm_sampler_next` only.
+#[no_mangle]
+pub extern "C" fn dpm_sampler_set_inpaint(
+    sampler: *mut dpm_sampler,
+    known: *const f32,
+    known_len: usize,
+    mask: *const f32,
+    mask_len: usize,
+) -> dpm_status {
+    with_sampler(sampler, |hl| {
+        before_first_query(hl)?;
+        let known = slice(known, known_len, "known")?;
+        let mask = slice(mask, mask_len, "mask")?;
+        let dim = hl.sampler.dim();
+        let rows = hl.sampler.solver().rows();
+        let mask = crate::generate::expand_mask(mask, rows, &[dim])?;
+        hl.sampler.set_inpaint(known, &mask)?;
+        Ok(())
+    })
+}
+
+/// The initial state may change only while no query has gone out: a query the host holds
+/// was made from the state as it was.
+fn before_first_query(hl: &HostLoop) -> CResult<()> {
+    if hl.query_out || hl.sampler.solver().nfe() > 0 {
+        return Err(Error::State(
+            "the initial state can only be set before the first dpm_sampler_next".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// The message of the last failed call on this sampler ("" if none); NULL for NULL.
 #[no_mangle]
 pub extern "C" fn dpm_sampler_last_error(sampler: *const dpm_sampler) -> *const c_char {
@@ -553,7 +641,8 @@ pub extern "C" fn dpm_sampler_free(sampler: *mut dpm_sampler) {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct dpm_progress {
-    /// Samples finished before the current batch.
+    /// Samples finished: those before the current batch, and the current batch's too in the
+    /// call after its last evaluation (so the run's last call reports all of them).
     pub samples_done: u32,
     /// Samples asked for.
     pub samples_total: u32,
@@ -570,6 +659,37 @@ pub struct dpm_progress {
 pub type dpm_progress_fn =
     Option<extern "C" fn(user_data: *mut c_void, progress: *const dpm_progress) -> i32>;
 
+/// One network evaluation of `dpm_generate`, passed to the step callback (previews). The
+/// pointers are valid during the callback only.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct dpm_step_info {
+    /// Index of the batch.
+    pub batch_index: u32,
+    /// Index of the batch's first sample in the request.
+    pub first_sample: u32,
+    /// Samples in the batch.
+    pub samples: u32,
+    /// Evaluations done in this batch, this one included (1-based).
+    pub nfe: u32,
+    /// Evaluations the batch takes (0 for adaptive solvers: unknown).
+    pub nfe_total: u32,
+    /// Model time of the evaluation.
+    pub t: f64,
+    /// The state the network saw: `samples` x values per sample floats.
+    pub x: *const f32,
+    /// The data prediction from this evaluation, as many floats: the preview to show
+    /// (images in [-1, 1] as the model space; it converges to the final sample).
+    pub x0: *const f32,
+    /// Length of `x` and of `x0` in floats.
+    pub len: usize,
+}
+
+/// Step callback: called after every network evaluation, before the solver takes it; return
+/// nonzero to stop the run (DPM_ERR_CANCELLED). On the thread that called `dpm_generate`.
+pub type dpm_step_fn =
+    Option<extern "C" fn(user_data: *mut c_void, step: *const dpm_step_info) -> i32>;
+
 /// Options for `dpm_generate`. Fill with `dpm_generate_params_init` first.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -584,13 +704,51 @@ pub struct dpm_generate_params {
     pub seed: u64,
     /// Index of the first sample.
     pub first_index: u64,
-    /// `num_samples` class labels (1..num_classes), or NULL for an unconditional model.
+    /// `num_samples` class labels, or NULL for an unconditional model. With a model that
+    /// declares its classes (`dpm_model_info.num_classes` = K > 0): 1..K with guidance, 0..K
+    /// without (0 is the null class: an unconditional sample); any other label, label 0 with
+    /// guidance included, is DPM_ERR_INVALID_ARGUMENT naming the sample, before anything runs.
     pub labels: *const i64,
     /// Called after every evaluation; may be NULL.
     pub progress: dpm_progress_fn,
     /// Passed to `progress` unchanged.
     pub user_data: *mut c_void,
+    /// The initial state of every sample in place of the seeded noise (`latents_len` =
+    /// num_samples x values per sample), or NULL. Sample i depends only on its own values.
+    /// Only read during the call.
+    pub latents: *const f32,
+    /// Length of `latents` in floats.
+    pub latents_len: usize,
+    /// img2img: one image per sample (`init_image_len` = num_samples x values per sample,
+    /// model space: images in [-1, 1]), or NULL. The run starts at model time
+    /// `strength x (N-1)` (`dpm_sampler_params.strength`) from the image noised there with
+    /// the sample's noise (seeded, or `latents`), and takes the NFE asked for. At strength 1
+    /// the image is not used (plain generation, bit for bit). Only read during the call.
+    pub init_image: *const f32,
+    /// Length of `init_image` in floats.
+    pub init_image_len: usize,
+    /// Called after every evaluation with the state and its data prediction (previews); may
+    /// be NULL (then no prediction is computed). Gets `user_data`. The progress callback
+    /// keeps working beside it.
+    pub step: dpm_step_fn,
+    /// Inpainting: the known image of every sample (`known_len` = num_samples x values per
+    /// sample, model space), or NULL. Needs `mask`. At every step boundary the known region
+    /// of the state is replaced by the known image noised to the state's time (seeded), and at
+    /// the end by the known image itself. Only read during the call.
+    pub known: *const f32,
+    /// Length of `known` in floats.
+    pub known_len: usize,
+    /// Where `known` is known, values in [0, 1] (1 = kept, 0 = generated, fractions blend):
+    /// per value (num_samples x values per sample), per pixel broadcast over the channels
+    /// (num_samples x H x W for C x H x W samples), or one mask for every sample (values per
+    /// sample, or H x W). NULL with `known` NULL.
+    pub mask: *const f32,
+    /// Length of `mask` in floats.
+    pub mask_len: usize,
 }
+
+/// The size of `dpm_generate_params` before `latents` and `init_image` (libdpm 0.1.0).
+const GENERATE_PARAMS_0_1: usize = std::mem::offset_of!(dpm_generate_params, latents);
 
 impl Default for dpm_generate_params {
     fn default() -> Self {
@@ -603,6 +761,15 @@ impl Default for dpm_generate_params {
             labels: std::ptr::null(),
             progress: None,
             user_data: std::ptr::null_mut(),
+            latents: std::ptr::null(),
+            latents_len: 0,
+            init_image: std::ptr::null(),
+            init_image_len: 0,
+            step: None,
+            known: std::ptr::null(),
+            known_len: 0,
+            mask: std::ptr::null(),
+            mask_len: 0,
         }
     }
 }
@@ -638,17 +805,6 @@ pub extern "C" fn dpm_generate(
     )
 }
 
-/// Clears a model's cancel flag when dropped: a cancel request is consumed by the run it
-/// stopped (or by the run it came late for), and only by a run that held the model, so a
-/// call refused with DPM_ERR_BUSY cannot swallow a cancel meant for the running one.
-struct ConsumeCancel<'a>(&'a std::sync::atomic::AtomicBool);
-
-impl Drop for ConsumeCancel<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
-}
-
 fn generate(
     h: &dpm_model,
     sampler_params: *const dpm_sampler_params,
@@ -657,14 +813,17 @@ fn generate(
     out_len: usize,
 ) -> CResult<()> {
     let mut m = lock_open(&h.model, &h.closed, "model")?;
-    // Declared after the lock guard, so dropped (the flag cleared) before the lock is let go.
-    let _consume = ConsumeCancel(&h.cancel);
+    // The run is in progress (`dpm_cancel` stops it) from here, where it holds the model, to
+    // its return. Only a run that holds the model touches the cancel state, so a call refused
+    // with DPM_ERR_BUSY cannot swallow a cancel meant for the running one. Declared after the
+    // lock guard, so dropped (the run ended) before the lock is let go.
+    let _run = h.cancel.begin();
     // While this thread runs the model: `dpm_model_free` from our own progress callback must
     // not wait for us. Cleared before the lock is let go (declared after it: dropped first).
     let _runner = Runner::enter(&h.runner);
     let info = m.info().clone();
-    let p = params(sampler_params, "sampler_params")?;
-    let g = params(gen, "gen")?;
+    let p = params_since(sampler_params, "sampler_params", &[SAMPLER_PARAMS_0_1])?;
+    let g = params_since(gen, "gen", &[GENERATE_PARAMS_0_1])?;
     let (cfg, guidance) = to_config(&p, Some(info.prediction))?;
     let n = positive(i64::from(g.num_samples), "gen.num_samples")?;
     let bs = positive(i64::from(g.batch_size), "gen.batch_size")?;
@@ -684,6 +843,18 @@ fn generate(
     } else {
         Some(slice(g.labels, n, "gen.labels")?)
     };
+    let caller_rows = |ptr: *const f32, len: usize, what: &'static str| -> CResult<_> {
+        if ptr.is_null() {
+            return Ok(None);
+        }
+        if len != want {
+            return Err(Error::Shape(format!(
+                "{what} holds {len} floats; {n} samples of {dim} need {want}"
+            ))
+            .into());
+        }
+        Ok(Some(slice(ptr, len, what)?))
+    };
     let req = crate::generate::Request {
         solver: cfg,
         guidance,
@@ -692,25 +863,59 @@ fn generate(
         seed: g.seed,
         first_index: g.first_index,
         labels,
+        latents: caller_rows(g.latents, g.latents_len, "gen.latents")?,
+        init_image: caller_rows(g.init_image, g.init_image_len, "gen.init_image")?,
+        known: caller_rows(g.known, g.known_len, "gen.known")?,
+        mask: if g.mask.is_null() {
+            None
+        } else {
+            Some(slice(g.mask, g.mask_len, "gen.mask")?)
+        },
     };
-    m.generate(&req, outv, |p| {
-        if h.cancel.load(Ordering::SeqCst) || h.closed.load(Ordering::SeqCst) {
-            return false;
+    let mut on_step = |v: &crate::generate::Preview| match g.step {
+        Some(f) => {
+            let info = dpm_step_info {
+                batch_index: v.batch_index as u32,
+                first_sample: v.first_sample as u32,
+                samples: v.samples as u32,
+                nfe: v.step.nfe as u32,
+                nfe_total: v.step.nfe_total as u32,
+                t: v.step.t,
+                x: v.step.x.as_ptr(),
+                x0: v.step.x0.as_ptr(),
+                len: v.step.x.len(),
+            };
+            f(g.user_data, &info) == 0
         }
-        match g.progress {
-            Some(f) => {
-                let pr = dpm_progress {
-                    samples_done: p.samples_done as u32,
-                    samples_total: p.samples_total as u32,
-                    batch_index: p.batch_index as u32,
-                    nfe_done: p.nfe_done as u32,
-                    nfe_total: p.nfe_total as u32,
-                };
-                f(g.user_data, &pr) == 0
+        None => true,
+    };
+    let step: Option<&mut dyn FnMut(&crate::generate::Preview) -> bool> = match g.step {
+        Some(_) => Some(&mut on_step),
+        None => None,
+    };
+    m.generate_with_previews(
+        &req,
+        outv,
+        |p| {
+            if h.cancel.requested() || h.closed.load(Ordering::SeqCst) {
+                return false;
             }
-            None => true,
-        }
-    })?;
+            match g.progress {
+                Some(f) => {
+                    let pr = dpm_progress {
+                        samples_done: p.samples_done as u32,
+                        samples_total: p.samples_total as u32,
+                        batch_index: p.batch_index as u32,
+                        nfe_done: p.nfe_done as u32,
+                        nfe_total: p.nfe_total as u32,
+                    };
+                    f(g.user_data, &pr) == 0
+                }
+                None => true,
+            }
+        },
+        step,
+    )?;
     Ok(())
 }
 
@@ -730,94 +935,25 @@ impl Drop for Runner<'_> {
     }
 }
 
-/// Asks a running `dpm_generate` on `model` to stop after its current network evaluation
-/// (or the next run, if none is running). Safe from any thread while the model is live
+/// Stops the `dpm_generate` run in progress on `model`, if there is one: it returns
+/// DPM_ERR_CANCELLED after its current network evaluation (`out` then holds the batches
+/// finished so far). A run is in progress from the moment it takes the model (where a second
+/// call would be refused with DPM_ERR_BUSY) until it returns; a cancel made after that
+/// moment, e.g. once its progress callback has been called, or from inside that callback,
+/// stops it. A cancel that comes after the run's last check (at the end of its last
+/// evaluation) changes nothing: the run returns DPM_OK.
+///
+/// With no run in progress, `dpm_cancel` does nothing and returns DPM_OK: a cancel is never
+/// remembered for a later run (libdpm 0.1.0 kept it, and it stopped the next run). To
+/// stop a run that may not have started yet, have its progress callback check a flag of
+/// your own and return nonzero. A call refused with DPM_ERR_BUSY neither takes nor clears a
+/// cancel meant for the running one. Returns DPM_OK whether or not a run was stopped
+/// (DPM_ERR_NULL_ARGUMENT for NULL). Safe from any thread while the model is live
 /// (`dpm_model_free` not yet called).
 #[no_mangle]
 pub extern "C" fn dpm_cancel(model: *const dpm_model) -> dpm_status {
     guard0(|| {
-        acquire(model, "model")?
-            .cancel
-            .store(true, Ordering::SeqCst);
-        Ok(())
-    })
-}
-
-/// Checks a caller's image batch: positive sizes, a readable buffer of `n * c * h * w` floats.
-fn image_batch<'a>(
-    images: *const f32,
-    n: i32,
-    c: i32,
-    h: i32,
-    w: i32,
-) -> CResult<(&'a [f32], [usize; 4])> {
-    let dims = [
-        positive(n.into(), "n")?,
-        positive(c.into(), "c")?,
-        positive(h.into(), "h")?,
-        positive(w.into(), "w")?,
-    ];
-    let len = dims
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| Error::Shape("image batch too large".into()))?;
-    Ok((slice(images, len, "images")?, dims))
-}
-
-/// Writes `n` images (CHW floats in [-1, 1], `c` = 1 or 3) as `dir/prefix%05d.png`, converted
-/// as `round((x / 2 + 0.5).clamp(0, 1) * 255)`. The folder must exist (an empty `dir` is
-/// refused); `prefix` must not contain '/'.
-#[no_mangle]
-pub extern "C" fn dpm_write_pngs(
-    images: *const f32,
-    n: i32,
-    c: i32,
-    h: i32,
-    w: i32,
-    dir: *const c_char,
-    prefix: *const c_char,
-) -> dpm_status {
-    guard0(|| {
-        let (imgs, [n, c, h, w]) = image_batch(images, n, c, h, w)?;
-        let dir = path_arg(dir, "dir")?;
-        let prefix = cstr(prefix, "prefix")?;
-        // The prefix names files inside `dir`; it must not lead anywhere else.
-        if prefix.contains('/') {
-            return Err(Error::InvalidArgument(format!(
-                "prefix '{prefix}' contains '/': it is a file-name prefix, not a path"
-            ))
-            .into());
-        }
-        for i in 0..n {
-            crate::imageio::save_png(
-                &dir.join(format!("{prefix}{i:05}.png")),
-                imgs,
-                n,
-                i,
-                c,
-                h,
-                w,
-            )?;
-        }
-        Ok(())
-    })
-}
-
-/// Writes `n` images as one PNG grid with `cols` columns.
-#[no_mangle]
-pub extern "C" fn dpm_write_grid(
-    images: *const f32,
-    n: i32,
-    c: i32,
-    h: i32,
-    w: i32,
-    cols: i32,
-    path: *const c_char,
-) -> dpm_status {
-    guard0(|| {
-        let (imgs, [n, c, h, w]) = image_batch(images, n, c, h, w)?;
-        let cols = positive(cols.into(), "cols")?;
-        crate::imageio::save_grid(path_arg(path, "path")?, imgs, n, c, h, w, cols)?;
+        acquire(model, "model")?.cancel.request();
         Ok(())
     })
 }

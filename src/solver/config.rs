@@ -137,6 +137,11 @@ pub struct SolverConfig {
     /// runs on at most the machine's threads and one thread per 16384 values
     /// ([`super::kernels::effective_threads`]); results do not depend on it.
     pub threads: usize,
+    /// The share of the time axis the run covers, in (0, 1]: it starts at model time
+    /// `strength x (N-1)` and ends at 0 (img2img / SDEdit: the caller gives the state there,
+    /// e.g. an image noised to that time; see `Sampler::start_from_image`). The NFE stays
+    /// what is asked for, spread over the shorter interval. 1 = the whole axis.
+    pub strength: f64,
 }
 
 /// Largest eta of SDE-DPM-Solver++: past a few units the update is close to predicting the
@@ -186,6 +191,7 @@ impl SolverConfig {
             reference_midpoint: false,
             prediction: Prediction::Eps,
             threads: 1,
+            strength: 1.0,
         }
     }
 
@@ -315,6 +321,12 @@ impl SolverConfig {
         if self.threads == 0 {
             return invalid("threads must be at least 1");
         }
+        if !(self.strength > 0.0 && self.strength <= 1.0) {
+            return invalid(format!(
+                "strength must lie in (0, 1], got {}",
+                self.strength
+            ));
+        }
         let a = &self.adaptive;
         if self.method == Method::Adaptive
             && !([a.rtol, a.atol, a.h_init, a.theta, a.t_err]
@@ -329,6 +341,11 @@ impl SolverConfig {
             return invalid("adaptive tolerances and step sizes must be finite and positive");
         }
         Ok(())
+    }
+
+    /// The model time a run starts at on `sched`: `strength x (N-1)`.
+    pub fn start_time(&self, sched: &crate::schedule::Schedule) -> f64 {
+        self.strength * sched.t_max()
     }
 
     /// The orders of the K planned steps (empty for adaptive). The total NFE equals `nfe`:

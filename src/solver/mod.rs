@@ -141,7 +141,9 @@ impl Solver {
             vec![]
         } else {
             let orders = cfg.plan_orders();
-            let steps = cfg.spacing.steps(sched, orders.len())?;
+            let steps = cfg
+                .spacing
+                .steps_from(sched, orders.len(), cfg.start_time(sched))?;
             steps
                 .iter()
                 .zip(&orders)
@@ -156,7 +158,7 @@ impl Solver {
         let order = cfg.order;
         let nbuf = |used: bool| if used { vec![0f32; n] } else { Vec::new() };
         let adaptive = (cfg.method == Method::Adaptive).then(|| AdaptiveState {
-            s: sched.t_max(),
+            s: cfg.start_time(sched),
             h: cfg.adaptive.h_init,
             lambda_end: sched.lambda(0.0),
             t: 0.0,
@@ -193,6 +195,67 @@ impl Solver {
             me.query_t = Some(me.plan[0].from);
         }
         Ok(me)
+    }
+
+    /// At a step boundary (the pending query evaluates the state itself, not an intermediate
+    /// stage): the state's time and the number of steps done; None mid-step and when done.
+    pub fn at_boundary(&self) -> Option<(f64, usize)> {
+        match self.query_t {
+            Some(t) if self.query_is_x => Some((t, self.step_index())),
+            _ => None,
+        }
+    }
+
+    /// The state, for a caller that edits it between steps (inpainting at a step boundary or
+    /// when done). Its finiteness is the caller's to keep.
+    pub(crate) fn state_mut(&mut self) -> &mut [f32] {
+        &mut self.x
+    }
+
+    /// The (seed, sample index) of every row.
+    pub fn noise_keys(&self) -> &NoiseKeys {
+        &self.noise
+    }
+
+    /// The noise schedule the solver runs on.
+    pub fn schedule(&self) -> &Schedule {
+        &self.sched
+    }
+
+    /// The model time of the initial state (`strength x (N-1)`).
+    pub fn start_time(&self) -> f64 {
+        match &self.adaptive {
+            Some(_) => self.cfg.start_time(&self.sched),
+            None => self.plan.first().map_or(0.0, |p| p.from),
+        }
+    }
+
+    /// Replaces the initial state before the first model evaluation (caller latents, or an
+    /// image noised to the start time). Later it is a state error: the run has moved on.
+    pub fn set_initial(&mut self, x: &[f32]) -> Result<()> {
+        if self.nfe > 0 || self.step > 0 || self.stage > 0 {
+            return Err(Error::State(
+                "the initial state can only be set before the first evaluation".into(),
+            ));
+        }
+        if x.len() != self.x.len() {
+            return Err(Error::Shape(format!(
+                "initial state has {} values, expected {}",
+                x.len(),
+                self.x.len()
+            )));
+        }
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "initial state value {i} (sample {}) is not finite",
+                i / self.dim
+            )));
+        }
+        self.x.copy_from_slice(x);
+        if self.adaptive.is_some() {
+            self.cand[2].copy_from_slice(&self.x);
+        }
+        Ok(())
     }
 
     /// The configuration this solver runs.

@@ -156,6 +156,68 @@ static void test_schedule(void) {
     dpm_schedule_free(NULL);
 }
 
+/* Model-space images to 8-bit pixels in memory (textures): values, formats, and every
+   argument checked before anything is read or written. */
+static void test_pixels(void) {
+    /* Two 1-channel 2 x 2 images: -1 -> 0, 1 -> 255, 0 -> 127.5 -> 128 (half to even), 0.5 ->
+       191.25 -> 191, -0.5 -> 63.75 -> 64, clamped outside [-1, 1]. */
+    const float gray[8] = {-1, 0, 1, 0.5f, -0.5f, 2, -3, 0};
+    const uint8_t want[8] = {0, 128, 255, 191, 64, 255, 0, 128};
+    uint8_t px[64];
+    STATUS(dpm_images_to_pixels(gray, 8, 2, 1, 2, 2, DPM_PIXELS_GRAY8, px, 8), DPM_OK);
+    EXPECT(memcmp(px, want, 8) == 0, "gray to GRAY8 as is");
+    STATUS(dpm_images_to_pixels(gray, 8, 2, 1, 2, 2, DPM_PIXELS_RGBA8, px, 32), DPM_OK);
+    int ok = 1;
+    for (int i = 0; i < 8; i++)
+        ok &= px[4 * i] == want[i] && px[4 * i + 1] == want[i] && px[4 * i + 2] == want[i] && px[4 * i + 3] == 255;
+    EXPECT(ok, "gray to RGBA8: replicated, alpha 255");
+    STATUS(dpm_images_to_pixels(gray, 8, 2, 1, 2, 2, DPM_PIXELS_RGB8, px, 24), DPM_OK);
+    ok = 1;
+    for (int i = 0; i < 8; i++) ok &= px[3 * i] == want[i] && px[3 * i + 1] == want[i] && px[3 * i + 2] == want[i];
+    EXPECT(ok, "gray to RGB8: replicated");
+    /* One 3-channel 1 x 2 image (CHW: the R plane, then G, then B) to interleaved HWC. */
+    const float rgb[6] = {1, -1, /* R */ -1, 1, /* G */ 0, -1 /* B */};
+    STATUS(dpm_images_to_pixels(rgb, 6, 1, 3, 1, 2, DPM_PIXELS_RGB8, px, 6), DPM_OK);
+    EXPECT(memcmp(px, (uint8_t[]){255, 0, 128, 0, 255, 0}, 6) == 0, "RGB8 %u %u %u %u %u %u", px[0], px[1],
+           px[2], px[3], px[4], px[5]);
+    STATUS(dpm_images_to_pixels(rgb, 6, 1, 3, 1, 2, DPM_PIXELS_RGBA8, px, 8), DPM_OK);
+    EXPECT(memcmp(px, (uint8_t[]){255, 0, 128, 255, 0, 255, 0, 255}, 8) == 0, "RGBA8");
+    /* Rec. 601 luma of the 8-bit values, rounded: (299 R + 587 G + 114 B + 500) / 1000. */
+    STATUS(dpm_images_to_pixels(rgb, 6, 1, 3, 1, 2, DPM_PIXELS_GRAY8, px, 2), DPM_OK);
+    EXPECT(px[0] == 91 && px[1] == 150, "luma %u %u", px[0], px[1]);
+
+    /* Argument errors; a refused call writes nothing. */
+    static float img[3 * 8 * 8]; /* one 3 x 8 x 8 image */
+    const size_t len = 3 * 8 * 8, out_len = 8 * 8 * 4;
+    static uint8_t out[8 * 8 * 4];
+    memset(out, 0xab, sizeof out);
+    STATUS(dpm_images_to_pixels(NULL, len, 1, 3, 8, 8, DPM_PIXELS_RGBA8, out, out_len), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, 8, 8, DPM_PIXELS_RGBA8, NULL, out_len), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_images_to_pixels(img, len - 1, 1, 3, 8, 8, DPM_PIXELS_RGBA8, out, out_len), DPM_ERR_SHAPE);
+    STATUS(dpm_images_to_pixels(img, len + 1, 1, 3, 8, 8, DPM_PIXELS_RGBA8, out, out_len), DPM_ERR_SHAPE);
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, 8, 8, DPM_PIXELS_RGBA8, out, out_len - 1), DPM_ERR_SHAPE);
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, 8, 8, DPM_PIXELS_RGBA8, out, out_len + 1), DPM_ERR_SHAPE);
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, 8, 8, DPM_PIXELS_RGB8, out, out_len), DPM_ERR_SHAPE);
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, 8, 8, DPM_PIXELS_GRAY8, out, 0), DPM_ERR_SHAPE);
+    /* Dimensions far beyond the buffer: refused, not read (this was a SIGSEGV in the writers). */
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, 4096, 4096, DPM_PIXELS_RGBA8, out, out_len), DPM_ERR_SHAPE);
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, 4096, 4096, DPM_PIXELS_RGBA8, out, (size_t)4096 * 4096 * 4),
+           DPM_ERR_SHAPE);
+    STATUS(dpm_images_to_pixels(img, len, 2147483647, 3, 2147483647, 2147483647, DPM_PIXELS_RGBA8, out, out_len),
+           DPM_ERR_SHAPE);
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, 8, 8, 3, out, out_len), DPM_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(dpm_last_error(), "format") != NULL, "names the format: %s", dpm_last_error());
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, 8, 8, -1, out, out_len), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_images_to_pixels(img, len, 1, 2, 8, 12, DPM_PIXELS_RGBA8, out, 8 * 12 * 4), DPM_ERR_SHAPE);
+    STATUS(dpm_images_to_pixels(img, len, 0, 3, 8, 8, DPM_PIXELS_RGBA8, out, out_len), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, -8, -8, DPM_PIXELS_RGBA8, out, out_len), DPM_ERR_INVALID_ARGUMENT);
+    ok = 1;
+    for (size_t i = 0; i < sizeof out; i++) ok &= out[i] == 0xab;
+    EXPECT(ok, "refused calls wrote to out");
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, 8, 8, DPM_PIXELS_RGBA8, out, out_len), DPM_OK);
+    EXPECT(out[0] == 128 && out[3] == 255 && out[out_len - 1] == 255, "zeros are 128, alpha 255");
+}
+
 /* eps*(x, t) of N(mu, s^2 I) in 2D, on a schedule. */
 static void gauss_eps(const dpm_schedule *s, const float *x, double t, unsigned rows, float *out) {
     double a, sg;
@@ -392,6 +454,19 @@ static void test_sampler(void) {
     dpm_schedule_free(sch);
 }
 
+/* A progress callback that cancels its own run at its `at`-th call. */
+typedef struct {
+    dpm_model *m;
+    int at, calls;
+} cancel_at;
+
+static int32_t cancel_in_progress(void *user, const dpm_progress *p) {
+    cancel_at *c = user;
+    (void)p;
+    if (++c->calls == c->at) dpm_cancel(c->m);
+    return 0;
+}
+
 static void test_model(void) {
     dpm_model *m = NULL;
     STATUS(dpm_model_load(NULL, path("affine2d.onnx"), &m), DPM_ERR_NULL_ARGUMENT);
@@ -450,12 +525,27 @@ static void test_model(void) {
     gp.batch_size = 10;
     STATUS(dpm_generate(m, &sp, &gp, out2, 20), DPM_OK);
     EXPECT(memcmp(out, out2, sizeof out) == 0, "batch-size invariance");
-    /* A pending cancel stops the next run, is consumed, and the handle stays usable. */
+    /* dpm_cancel stops only a run in progress. With none, it does nothing: the next run
+       completes (a cancel used to be kept, and stopped the next run before its first step). */
     STATUS(dpm_cancel(NULL), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_cancel(m), DPM_OK);
-    STATUS(dpm_generate(m, &sp, &gp, out2, 20), DPM_ERR_CANCELLED);
+    STATUS(dpm_cancel(m), DPM_OK);
+    memset(out2, 0, sizeof out2);
     STATUS(dpm_generate(m, &sp, &gp, out2, 20), DPM_OK);
-    EXPECT(memcmp(out, out2, sizeof out) == 0, "same result after a cancel");
+    EXPECT(memcmp(out, out2, sizeof out) == 0, "a run after a cancel with nothing running is complete");
+    /* A cancel while the run is in progress (from its progress callback) stops that run,
+       after the evaluation under way, and only that run; the handle stays usable. */
+    cancel_at ca = {m, 2, 0};
+    gp.progress = cancel_in_progress;
+    gp.user_data = &ca;
+    STATUS(dpm_generate(m, &sp, &gp, out2, 20), DPM_ERR_CANCELLED);
+    EXPECT(ca.calls == 2, "cancelled at the second callback, stopped after %d", ca.calls);
+    gp.progress = NULL;
+    gp.user_data = NULL;
+    STATUS(dpm_cancel(m), DPM_OK); /* after the run: nothing to stop */
+    memset(out2, 0, sizeof out2);
+    STATUS(dpm_generate(m, &sp, &gp, out2, 20), DPM_OK);
+    EXPECT(memcmp(out, out2, sizeof out) == 0, "same result after a cancelled run");
     dpm_model_free(m);
 
     /* A conditional image model with guidance. */
@@ -472,30 +562,60 @@ static void test_model(void) {
     int64_t lab4[4] = {1, 2, 3, 4};
     gp.labels = lab4;
     STATUS(dpm_generate(m, &sp, &gp, img, 4 * 192), DPM_ERR_INVALID_ARGUMENT); /* 4 > num_classes */
+    EXPECT(strstr(dpm_last_error(), "sample 3") != NULL, "names the sample: %s", dpm_last_error());
     lab4[3] = 2;
+    /* Label 0 is the null class: an unconditional sample without guidance; with guidance it
+       is refused (it used to be accepted), naming the sample. */
+    lab4[2] = 0;
+    STATUS(dpm_generate(m, &sp, &gp, img, 4 * 192), DPM_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(dpm_last_error(), "sample 2") != NULL && strstr(dpm_last_error(), "null class") != NULL,
+           "names the sample and the null class: %s", dpm_last_error());
+    sp.guidance = 0;
+    STATUS(dpm_generate(m, &sp, &gp, img, 4 * 192), DPM_OK);
+    sp.guidance = 1;
+    lab4[2] = 3;
     STATUS(dpm_generate(m, &sp, &gp, img, 4 * 192), DPM_OK);
 
     /* PNG output. */
     char dir[256];
     snprintf(dir, sizeof dir, "/tmp/dpm-c-test-%d", (int)getpid());
     mkdir(dir, 0755);
-    STATUS(dpm_write_pngs(img, 4, 3, 8, 8, dir, "s"), DPM_OK);
+    const size_t img_len = 4 * 192;
+    STATUS(dpm_write_pngs(img, img_len, 4, 3, 8, 8, dir, "s"), DPM_OK);
     char f[512];
     snprintf(f, sizeof f, "%s/s00003.png", dir);
     EXPECT(access(f, R_OK) == 0, "png written");
     snprintf(f, sizeof f, "%s/grid.png", dir);
-    STATUS(dpm_write_grid(img, 4, 3, 8, 8, 2, f), DPM_OK);
+    STATUS(dpm_write_grid(img, img_len, 4, 3, 8, 8, 2, f), DPM_OK);
     EXPECT(access(f, R_OK) == 0, "grid written");
-    STATUS(dpm_write_grid(img, 4, 3, 8, 8, 0, f), DPM_ERR_INVALID_ARGUMENT);
-    STATUS(dpm_write_grid(img, 4, 2, 8, 8, 2, f), DPM_ERR_SHAPE);
-    STATUS(dpm_write_grid(NULL, 4, 3, 8, 8, 2, f), DPM_ERR_NULL_ARGUMENT);
-    STATUS(dpm_write_pngs(img, -1, 3, 8, 8, dir, "s"), DPM_ERR_INVALID_ARGUMENT);
-    STATUS(dpm_write_pngs(img, 4, 3, 8, 8, "/nonexistent/dir", "s"), DPM_ERR_IO);
-    STATUS(dpm_write_pngs(img, 4, 3, 8, 8, dir, NULL), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_write_grid(img, img_len, 4, 3, 8, 8, 0, f), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_write_grid(img, 4 * 2 * 64, 4, 2, 8, 8, 2, f), DPM_ERR_SHAPE); /* 2 channels */
+    STATUS(dpm_write_grid(NULL, img_len, 4, 3, 8, 8, 2, f), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_write_pngs(img, img_len, -1, 3, 8, 8, dir, "s"), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_write_pngs(img, img_len, 4, 3, 8, 8, "/nonexistent/dir", "s"), DPM_ERR_IO);
+    STATUS(dpm_write_pngs(img, img_len, 4, 3, 8, 8, dir, NULL), DPM_ERR_NULL_ARGUMENT);
     /* Found by fuzzing: "" meant the host's current folder, and a prefix could leave `dir`. */
-    STATUS(dpm_write_pngs(img, 4, 3, 8, 8, "", "s"), DPM_ERR_INVALID_ARGUMENT);
-    STATUS(dpm_write_pngs(img, 4, 3, 8, 8, dir, "../s"), DPM_ERR_INVALID_ARGUMENT);
-    STATUS(dpm_write_grid(img, 4, 3, 8, 8, 2, ""), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_write_pngs(img, img_len, 4, 3, 8, 8, "", "s"), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_write_pngs(img, img_len, 4, 3, 8, 8, dir, "../s"), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_write_grid(img, img_len, 4, 3, 8, 8, 2, ""), DPM_ERR_INVALID_ARGUMENT);
+    /* The buffer's length is checked against n * c * h * w before anything is read: larger
+       dimensions used to read past its end (valgrind: invalid read in dpm::imageio::pixels;
+       4096 x 4096 on a 3 x 8 x 8 buffer was a SIGSEGV). Shorter and longer are both wrong,
+       and a refused call writes no file. */
+    char first[512];
+    snprintf(first, sizeof first, "%s/s00000.png", dir);
+    unlink(first);
+    STATUS(dpm_write_pngs(img, img_len - 1, 4, 3, 8, 8, dir, "s"), DPM_ERR_SHAPE);
+    STATUS(dpm_write_pngs(img, img_len + 1, 4, 3, 8, 8, dir, "s"), DPM_ERR_SHAPE);
+    STATUS(dpm_write_grid(img, img_len - 1, 4, 3, 8, 8, 2, f), DPM_ERR_SHAPE);
+    STATUS(dpm_write_grid(img, img_len + 1, 4, 3, 8, 8, 2, f), DPM_ERR_SHAPE);
+    STATUS(dpm_write_pngs(img, 192, 1, 3, 4096, 4096, dir, "s"), DPM_ERR_SHAPE);
+    STATUS(dpm_write_grid(img, 192, 1, 3, 4096, 4096, 1, f), DPM_ERR_SHAPE);
+    STATUS(dpm_write_grid(img, img_len, 5, 3, 8, 8, 2, f), DPM_ERR_SHAPE);
+    STATUS(dpm_write_grid(img, img_len, 2147483647, 3, 2147483647, 2147483647, 2, f), DPM_ERR_SHAPE);
+    STATUS(dpm_write_pngs(NULL, 0, 4, 3, 8, 8, dir, "s"), DPM_ERR_SHAPE);
+    STATUS(dpm_write_pngs(NULL, img_len, 4, 3, 8, 8, dir, "s"), DPM_ERR_NULL_ARGUMENT);
+    EXPECT(access(first, F_OK) != 0, "a refused call wrote %s", first);
     for (int i = 0; i < 4; i++) {
         snprintf(f, sizeof f, "%s/s%05d.png", dir, i);
         unlink(f);
@@ -903,6 +1023,137 @@ static void test_train(void) {
     EXPECT(system(cmd) == 0, "clean up");
 }
 
+/* ---- engine inputs: latents, img2img, inpainting, step previews, schedules (issue 15) ---- */
+
+static int32_t count_steps(void *user, const dpm_step_info *s) {
+    int *n = user;
+    if (s->x == NULL || s->x0 == NULL || s->len == 0 || s->nfe < 1) return 1;
+    (*n)++;
+    return *n >= 1000; /* stop far beyond any run here */
+}
+
+static void test_engine_inputs(void) {
+    dpm_model *m = NULL;
+    STATUS(dpm_model_load(rt, path("affine2d.onnx"), &m), DPM_OK);
+    enum { N = 4, D = 2 };
+    float lat[N * D], img[N * D], known[N * D], mask[N * D], out[N * D], out2[N * D];
+    for (int i = 0; i < N * D; i++) {
+        lat[i] = (float)((i * 7) % 5) * 0.3f - 0.6f;
+        img[i] = (float)((i * 3) % 4) * 0.25f - 0.4f;
+        known[i] = 0.5f;
+        mask[i] = (i % 2 == 0) ? 1.0f : 0.0f;
+    }
+    dpm_sampler_params sp;
+    dpm_sampler_params_init(&sp);
+    EXPECT(sp.strength == 1.0, "default strength %g", sp.strength);
+    dpm_generate_params gp;
+    dpm_generate_params_init(&gp);
+    gp.num_samples = N;
+
+    /* Latents: lengths checked; the same latents give the same samples at any batch size. */
+    gp.latents = lat;
+    gp.latents_len = N * D - 1;
+    STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_ERR_SHAPE);
+    gp.latents_len = N * D;
+    gp.batch_size = 4;
+    STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_OK);
+    gp.batch_size = 1;
+    STATUS(dpm_generate(m, &sp, &gp, out2, N * D), DPM_OK);
+    EXPECT(memcmp(out, out2, sizeof out) == 0, "latents: batch size changed the samples");
+    gp.latents = NULL;
+    gp.latents_len = 0;
+
+    /* img2img: strength out of range, a wrong length; strength 1 is plain generation. */
+    gp.init_image = img;
+    gp.init_image_len = N * D;
+    double bad[] = {0.0, -0.1, 1.5, NAN, INFINITY};
+    for (int i = 0; i < 5; i++) {
+        sp.strength = bad[i];
+        STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_ERR_INVALID_ARGUMENT);
+    }
+    sp.strength = 1.0;
+    STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_OK);
+    gp.init_image = NULL;
+    gp.init_image_len = 0;
+    STATUS(dpm_generate(m, &sp, &gp, out2, N * D), DPM_OK);
+    EXPECT(memcmp(out, out2, sizeof out) == 0, "strength 1 differs from plain generation");
+    gp.init_image = img;
+    gp.init_image_len = 3;
+    sp.strength = 0.5;
+    STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_ERR_SHAPE);
+    gp.init_image_len = N * D;
+    STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_OK);
+    gp.init_image = NULL;
+    gp.init_image_len = 0;
+    sp.strength = 1.0;
+
+    /* Inpainting: both buffers needed, mask sizes and values checked, known values exact. */
+    gp.known = known;
+    gp.known_len = N * D;
+    STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_ERR_INVALID_ARGUMENT); /* no mask */
+    gp.mask = mask;
+    gp.mask_len = 3;
+    STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_ERR_SHAPE);
+    gp.mask_len = N * D;
+    mask[1] = 1.5f;
+    STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_ERR_INVALID_ARGUMENT);
+    mask[1] = 0.0f;
+    STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_OK);
+    int exact = 1;
+    for (int i = 0; i < N * D; i += 2) exact &= out[i] == 0.5f;
+    EXPECT(exact, "known values are exact");
+    gp.mask_len = D; /* one mask for every sample */
+    STATUS(dpm_generate(m, &sp, &gp, out2, N * D), DPM_OK);
+    EXPECT(memcmp(out, out2, sizeof out) == 0, "a shared mask equals the per-sample one");
+    gp.known = NULL;
+    gp.known_len = 0;
+    gp.mask = NULL;
+    gp.mask_len = 0;
+
+    /* The step callback sees every evaluation; nonzero stops the run. */
+    int steps = 0;
+    gp.step = count_steps;
+    gp.user_data = &steps;
+    gp.batch_size = 4;
+    STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_OK);
+    EXPECT(steps == sp.nfe, "%d step callbacks for %d NFE", steps, sp.nfe);
+    steps = 995;
+    STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_ERR_CANCELLED);
+    gp.step = NULL;
+
+    /* The caller's schedule for a model. */
+    dpm_schedule *cos = NULL, *got = NULL;
+    STATUS(dpm_schedule_create("cosine", 500, &cos), DPM_OK);
+    STATUS(dpm_model_set_schedule(NULL, cos), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_model_set_schedule(m, NULL), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_model_set_schedule(m, cos), DPM_OK);
+    dpm_schedule_free(cos);
+    STATUS(dpm_model_get_schedule(m, &got), DPM_OK);
+    EXPECT(dpm_schedule_len(got) == 500, "schedule length %d", dpm_schedule_len(got));
+    dpm_schedule_free(got);
+    dpm_model_free(m);
+
+    /* Host-driven: latents, init image and inpainting before the first query only. */
+    dpm_sampler *s = NULL;
+    sp.strength = 0.5;
+    STATUS(dpm_sampler_create(NULL, &sp, 2, 2, 3, 0, NULL, &s), DPM_OK);
+    STATUS(dpm_sampler_set_state(NULL, lat, 4), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_sampler_set_state(s, NULL, 4), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_sampler_set_state(s, lat, 5), DPM_ERR_SHAPE);
+    STATUS(dpm_sampler_set_state(s, lat, 4), DPM_OK);
+    STATUS(dpm_sampler_set_init_image(s, img, 3), DPM_ERR_SHAPE);
+    STATUS(dpm_sampler_set_init_image(s, img, 4), DPM_OK);
+    STATUS(dpm_sampler_set_inpaint(s, known, 4, mask, 3), DPM_ERR_SHAPE);
+    STATUS(dpm_sampler_set_inpaint(s, known, 4, NULL, 4), DPM_ERR_NULL_ARGUMENT);
+    STATUS(dpm_sampler_set_inpaint(s, known, 4, mask, 2), DPM_OK);
+    dpm_query q;
+    STATUS(dpm_sampler_next(s, &q), DPM_OK);
+    STATUS(dpm_sampler_set_state(s, lat, 4), DPM_ERR_STATE);
+    STATUS(dpm_sampler_set_init_image(s, img, 4), DPM_ERR_STATE);
+    STATUS(dpm_sampler_set_inpaint(s, known, 4, mask, 4), DPM_ERR_STATE);
+    dpm_sampler_free(s);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) data_dir = argv[1];
     test_basics();
@@ -913,6 +1164,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     test_schedule();
+    test_pixels();
     test_sampler();
     test_sampler_floats();
     test_sampler_threads();
@@ -921,6 +1173,7 @@ int main(int argc, char **argv) {
     test_free_while_running();
     test_shared_handles();
     test_train();
+    test_engine_inputs();
     dpm_runtime_free(rt);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

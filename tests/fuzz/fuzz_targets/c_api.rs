@@ -17,6 +17,7 @@ use std::ptr::{null, null_mut};
 use std::sync::OnceLock;
 
 use dpm::ffi::handles::*;
+use dpm::ffi::images::*;
 use dpm::ffi::sampler::*;
 use dpm::ffi::train::*;
 use dpm::ffi::*;
@@ -222,6 +223,27 @@ impl Drop for Handles {
     }
 }
 
+/// Step callback: counts down through the same counter as the progress callback; checks the
+/// step it gets (lengths and pointers valid during the call).
+extern "C" fn on_step(user: *mut c_void, s: *const dpm_step_info) -> i32 {
+    // SAFETY: libdpm passes the `user_data` given (a live Cell<u32> of `run`) and a valid step.
+    let (left, s) = unsafe { (&*(user as *const std::cell::Cell<u32>), &*s) };
+    assert!(s.len > 0 && !s.x.is_null() && !s.x0.is_null());
+    // SAFETY: x and x0 hold `len` floats during the callback.
+    let (x, x0) = unsafe {
+        (
+            std::slice::from_raw_parts(s.x, s.len),
+            std::slice::from_raw_parts(s.x0, s.len),
+        )
+    };
+    let _ = (x[s.len - 1], x0[s.len - 1]);
+    if left.get() == 0 {
+        return 1;
+    }
+    left.set(left.get() - 1);
+    0
+}
+
 fn remove<T>(v: &mut Vec<*mut T>, inp: &mut Input) -> Option<*mut T> {
     if v.is_empty() {
         return None;
@@ -235,7 +257,7 @@ fn or_null<T>(p: Option<*mut T>) -> *mut T {
 }
 
 fn set_sampler_field(p: &mut dpm_sampler_params, inp: &mut Input, times: &[f64]) {
-    match inp.u8() % 18 {
+    match inp.u8() % 19 {
         0 => p.struct_size = inp.u32(),
         1 => p.algorithm = inp.i32(),
         2 => p.method = inp.i32(),
@@ -258,6 +280,7 @@ fn set_sampler_field(p: &mut dpm_sampler_params, inp: &mut Input, times: &[f64])
         14 => (p.rtol, p.atol) = (inp.f64(), inp.f64()),
         15 => (p.guidance, p.guidance_scale) = (inp.i32(), inp.f64()),
         16 => (p.guidance_convention, p.null_label) = (inp.i32(), inp.i64()),
+        17 => p.strength = inp.f64(),
         _ => p.threads = inp.i32(),
     }
 }
@@ -280,6 +303,11 @@ fn run(data: &[u8]) {
         .map(|i| f64::from(i) * 999.0 / 64.0)
         .collect();
     let mut gen_labels: Vec<i64> = Vec::new();
+    // Latents, init image, known image, mask of `gp` (each pointer in `gp` points into its
+    // buffer, whose real length is at least the stated one, as the contract asks).
+    let mut gen_bufs: [Vec<f32>; 4] = Default::default();
+    // Buffers of the host-driven inputs (set_state, set_init_image, set_inpaint).
+    let mut host_bufs: [Vec<f32>; 2] = Default::default();
     let countdown = std::cell::Cell::new(u32::MAX);
     let mut query = dpm_query {
         x: null(),
@@ -294,7 +322,7 @@ fn run(data: &[u8]) {
         if inp.0.is_empty() {
             break;
         }
-        match inp.u8() % 24 {
+        match inp.u8() % 27 {
             0 => {
                 let name = inp.string(&["linear", "cosine", "scaled_linear", "sigmoid"]);
                 let mut s: *mut dpm_schedule = null_mut();
@@ -478,7 +506,7 @@ fn run(data: &[u8]) {
                 let p = inp.ptr_mut(&mut gp);
                 check_status(dpm_generate_params_init(p));
             }
-            16 => match inp.u8() % 6 {
+            16 => match inp.u8() % 7 {
                 0 => gp.struct_size = inp.u32(),
                 1 => gp.num_samples = inp.u32(),
                 2 => gp.batch_size = inp.u32(),
@@ -492,10 +520,31 @@ fn run(data: &[u8]) {
                         null()
                     };
                 }
-                _ => {
+                5 => {
                     countdown.set(u32::from(inp.u8()));
                     gp.progress = if inp.bool() { Some(on_progress) } else { None };
+                    gp.step = if inp.bool() { Some(on_step) } else { None };
                     gp.user_data = &countdown as *const _ as *mut c_void;
+                }
+                _ => {
+                    // One of latents / init image / known / mask: NULL, or a buffer of an
+                    // arbitrary length (the model's size for 2 or 3x8x8 samples, or not).
+                    let k = inp.u8() as usize % 4;
+                    let per = if inp.bool() { 2 } else { 3 * 8 * 8 };
+                    let exact = i64::from(gp.num_samples.min(64)) * per;
+                    let len = arbitrary_len(&mut inp, Some(exact), BUDGET);
+                    gen_bufs[k] = inp.floats(len);
+                    let ptr = if inp.u8() == 255 {
+                        null()
+                    } else {
+                        gen_bufs[k].as_ptr()
+                    };
+                    match k {
+                        0 => (gp.latents, gp.latents_len) = (ptr, len),
+                        1 => (gp.init_image, gp.init_image_len) = (ptr, len),
+                        2 => (gp.known, gp.known_len) = (ptr, len),
+                        _ => (gp.mask, gp.mask_len) = (ptr, len),
+                    }
                 }
             },
             17 => {
@@ -524,22 +573,14 @@ fn run(data: &[u8]) {
                 check_status(dpm_cancel(m));
             }
             op @ (18 | 19) => {
-                let (n, c, hh, w) = (inp.i32(), inp.i32(), inp.i32(), inp.i32());
-                let size = [n, c, hh, w]
-                    .iter()
-                    .try_fold(1i64, |a, &v| a.checked_mul(i64::from(v)));
-                let fits = size.is_some_and(|s| (0..=4096).contains(&s));
-                let legal =
-                    [n, c, hh, w].iter().all(|&v| v > 0) && size.is_some_and(|s| s < 1 << 40);
-                if legal && !fits {
-                    continue;
-                }
-                let buf = inp.floats(if fits { size.unwrap_or(0) as usize } else { 0 });
-                let ptr = if fits && inp.u8() != 255 {
+                let dims = (inp.i32(), inp.i32(), inp.i32(), inp.i32());
+                let (buf, len) = image_buffer(&mut inp, dims);
+                let ptr = if inp.u8() != 255 {
                     buf.as_ptr()
                 } else {
                     null()
                 };
+                let (n, c, hh, w) = dims;
                 let dir = sh.dir.to_string_lossy().into_owned();
                 let target = match inp.u8() % 4 {
                     0 => None,
@@ -551,6 +592,7 @@ fn run(data: &[u8]) {
                     let prefix = inp.string(&["img", "", "a/b", "../escape", "x.png"]);
                     check_status(dpm_write_pngs(
                         ptr,
+                        len,
                         n,
                         c,
                         hh,
@@ -562,7 +604,16 @@ fn run(data: &[u8]) {
                     let path = target.and_then(|t| {
                         CString::new(format!("{}/grid.png", t.to_string_lossy())).ok()
                     });
-                    check_status(dpm_write_grid(ptr, n, c, hh, w, inp.i32(), cptr(&path)));
+                    check_status(dpm_write_grid(
+                        ptr,
+                        len,
+                        n,
+                        c,
+                        hh,
+                        w,
+                        inp.i32(),
+                        cptr(&path),
+                    ));
                 }
             }
             20 => {
@@ -614,12 +665,96 @@ fn run(data: &[u8]) {
                 let st = check_status(dpm_train(rt, &p, pp, path.len()));
                 assert_ne!(st, DPM_OK, "nothing can be trained into /proc");
             }
-            _ => {
+            23 => {
                 let m = or_null(inp.pick(&h.models));
                 check_status(dpm_cancel(m));
             }
+            25 => {
+                // Host-driven initial state, img2img and inpainting, in any order.
+                let s = or_null(inp.pick(&h.samplers));
+                let exact = i64::from(inp.u8() % 8) * 2;
+                for b in host_bufs.iter_mut() {
+                    let len = arbitrary_len(&mut inp, Some(exact), 4096);
+                    *b = inp.floats(len);
+                }
+                let (a, b) = (&host_bufs[0], &host_bufs[1]);
+                let pa = if inp.u8() == 255 { null() } else { a.as_ptr() };
+                check_status(match inp.u8() % 3 {
+                    0 => dpm_sampler_set_state(s, pa, a.len()),
+                    1 => dpm_sampler_set_init_image(s, pa, a.len()),
+                    _ => dpm_sampler_set_inpaint(s, pa, a.len(), b.as_ptr(), b.len()),
+                });
+            }
+            26 => {
+                let m = or_null(inp.pick(&h.models));
+                let sc = or_null(inp.pick(&h.schedules));
+                check_status(dpm_model_set_schedule(m, sc));
+            }
+            _ => {
+                let dims = (inp.i32(), inp.i32(), inp.i32(), inp.i32());
+                let (buf, len) = image_buffer(&mut inp, dims);
+                let ptr = if inp.u8() != 255 {
+                    buf.as_ptr()
+                } else {
+                    null()
+                };
+                let (n, c, hh, w) = dims;
+                let format = match inp.u8() % 4 {
+                    0 => DPM_PIXELS_RGBA8,
+                    1 => DPM_PIXELS_RGB8,
+                    2 => DPM_PIXELS_GRAY8,
+                    _ => inp.i32(),
+                };
+                let bpp: i64 = match format {
+                    DPM_PIXELS_RGBA8 => 4,
+                    DPM_PIXELS_RGB8 => 3,
+                    _ => 1,
+                };
+                let exact = [n, hh, w]
+                    .iter()
+                    .try_fold(bpp, |a, &v| a.checked_mul(i64::from(v)));
+                // An arbitrary length, and a buffer that really has it.
+                let out_len = arbitrary_len(&mut inp, exact, 4 * BUDGET);
+                let mut out = vec![0x5au8; out_len];
+                let op = if inp.u8() != 255 {
+                    out.as_mut_ptr()
+                } else {
+                    null_mut()
+                };
+                let st = check_status(dpm_images_to_pixels(
+                    ptr, len, n, c, hh, w, format, op, out_len,
+                ));
+                if st == DPM_OK && format == DPM_PIXELS_RGBA8 {
+                    assert!(out.chunks_exact(4).all(|p| p[3] == 255), "alpha 255");
+                }
+            }
         }
     }
+}
+
+/// A length for a caller buffer: the one the call needs (`exact`, when it is a length at all
+/// and at most `cap`), one off either way, or an arbitrary one. Never more than `cap + 1`.
+fn arbitrary_len(inp: &mut Input, exact: Option<i64>, cap: usize) -> usize {
+    let exact = exact
+        .and_then(|e| usize::try_from(e).ok())
+        .filter(|&e| e <= cap);
+    match inp.u8() % 4 {
+        0 => exact.unwrap_or(0),
+        1 => exact.map_or(1, |e| e + 1),
+        2 => exact.map_or(0, |e| e.saturating_sub(1)),
+        _ => (inp.u8() as usize * 16).min(cap),
+    }
+}
+
+/// An image batch of arbitrary dimensions with an arbitrary stated length, held by a buffer
+/// that really has that length (the contract a C host keeps): dimensions far beyond it, such
+/// as 4096 x 4096 on a few floats, must be refused, not read.
+fn image_buffer(inp: &mut Input, (n, c, h, w): (i32, i32, i32, i32)) -> (Vec<f32>, usize) {
+    let exact = [n, c, h, w]
+        .iter()
+        .try_fold(1i64, |a, &v| a.checked_mul(i64::from(v)));
+    let len = arbitrary_len(inp, exact, 4096);
+    (inp.floats(len), len)
 }
 
 fuzz_target!(|data: &[u8]| run(data));

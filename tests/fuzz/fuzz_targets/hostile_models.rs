@@ -169,6 +169,10 @@ fuzz_target!(|data: &[u8]| {
         seed: u64::from(inp.u8()),
         first_index: 0,
         labels: None,
+        latents: None,
+        init_image: None,
+        known: None,
+        mask: None,
     };
     // Adaptive runs are bounded by their max NFE; stop any run after 200 evaluations anyway.
     let mut evals = 0;
