@@ -31,8 +31,10 @@ bench: setup
 examples: build
 	$(MAKE) -C examples-c
 
-# A host-ready layout: PREFIX/lib/libdpm.so (+ ONNX Runtime beside it), PREFIX/include/dpm.h,
-# PREFIX/lib/pkgconfig/dpm.pc, PREFIX/lib/cmake/dpm/ (find_package(dpm)).
+# A host-ready, relocatable layout (see scripts/install): PREFIX/lib/libdpm.so.VERSION with
+# its SONAME symlinks, libdpm.a, ONNX Runtime beside them, PREFIX/bin/dpm,
+# PREFIX/include/dpm.h, pkg-config files (dpm, dpm-static), PREFIX/lib/cmake/dpm/
+# (find_package(dpm)), PREFIX/share/dpm/models. DPM_DEBUG=separate|keep for debug info.
 PREFIX ?= /usr/local
 install: build
 	./scripts/install $(PREFIX)

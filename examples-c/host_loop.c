@@ -30,6 +30,13 @@ static void model(const dpm_schedule *sched, const float *x, double t, size_t ro
             out[r * DIM + k] = (float)(sigma * (x[r * DIM + k] - alpha * MU[k]) / v);
 }
 
+/* A count from the command line: a positive integer up to 2^20, else 0. */
+static size_t count_arg(const char *v) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *v && !*end && n > 0 && n <= (1L << 20) ? (size_t)n : 0;
+}
+
 #define CHECK(call)                                                                     \
     do {                                                                                \
         dpm_status st_ = (call);                                                        \
@@ -41,8 +48,13 @@ static void model(const dpm_schedule *sched, const float *x, double t, size_t ro
 
 int main(int argc, char **argv) {
     const char *solver = argc > 1 ? argv[1] : "dpm2";
-    int nfe = argc > 2 ? atoi(argv[2]) : 20;
-    printf("libdpm %s: host-driven sampling with %s at %d NFE\n", dpm_version(), solver, nfe);
+    size_t nfe = argc > 2 ? count_arg(argv[2]) : 20;
+    if (nfe == 0) { fprintf(stderr, "usage: host_loop [solver] [nfe > 0]\n"); return 2; }
+    if (dpm_version_number() / 100 != DPM_VERSION_NUMBER / 100) {
+        fprintf(stderr, "libdpm %s does not match the header this was built with\n", dpm_version());
+        return 1;
+    }
+    printf("libdpm %s: host-driven sampling with %s at %zu NFE\n", dpm_version(), solver, nfe);
 
     dpm_schedule *sched = NULL;
     CHECK(dpm_schedule_create("linear", 1000, &sched));
@@ -58,7 +70,7 @@ int main(int argc, char **argv) {
         CHECK(dpm_sampler_next(s, &q));
         if (q.done) break;
         model(sched, q.x, q.t, q.rows, out);
-        CHECK(dpm_sampler_submit(s, out, (size_t)q.rows * q.dim));
+        CHECK(dpm_sampler_submit(s, out, q.rows * q.dim));
     }
     float *x = malloc(sizeof(float) * BATCH * DIM);
     CHECK(dpm_sampler_read(s, x, BATCH * DIM));
@@ -73,7 +85,7 @@ int main(int argc, char **argv) {
         printf("dim %d: mean %.4f (want %.4f), std %.4f (want %.4f)\n", k, m, MU[k], sd, S);
         if (fabs(m - MU[k]) > 0.05 || fabs(sd - S) > 0.05) ok = 0;
     }
-    printf("%d network evaluations; %s\n", q.nfe, ok ? "samples match the target" : "MISMATCH");
+    printf("%zu network evaluations; %s\n", q.nfe, ok ? "samples match the target" : "MISMATCH");
     free(out);
     free(x);
     dpm_sampler_free(s);

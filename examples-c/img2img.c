@@ -48,6 +48,13 @@ static int32_t keep_preview(void *user, const dpm_step_info *s) {
     return 0; /* nonzero would stop the run */
 }
 
+/* A count from the command line: a positive integer up to 2^20, else 0. */
+static size_t count_arg(const char *v) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *v && !*end && n > 0 && n <= (1L << 20) ? (size_t)n : 0;
+}
+
 static double rms(const float *a, const float *b, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)(a[i] - b[i]) * (a[i] - b[i]);
@@ -57,19 +64,20 @@ static double rms(const float *a, const float *b, size_t n) {
 int main(int argc, char **argv) {
     const char *model_path = DPM_DEMO_MODEL, *out_dir = "out/img2img";
     double strength = 0.6;
-    int nfe = 10, num = 4, from = 1, to = 2;
+    size_t nfe = 10, num = 4;
+    int from = 1, to = 2;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
         if (!strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--strength")) strength = atof(v);
-        else if (!strcmp(a, "--nfe")) nfe = atoi(v);
-        else if (!strcmp(a, "--num")) num = atoi(v);
+        else if (!strcmp(a, "--nfe")) nfe = count_arg(v);
+        else if (!strcmp(a, "--num")) num = count_arg(v);
         else if (!strcmp(a, "--from")) from = atoi(v);
         else if (!strcmp(a, "--to")) to = atoi(v);
         else if (!strcmp(a, "--out")) out_dir = v;
         else { fprintf(stderr, "unknown option %s\n", a); return 2; }
     }
-    if (num < 1 || nfe < 1) { fprintf(stderr, "--num and --nfe must be positive\n"); return 2; }
+    if (num == 0 || nfe == 0) { fprintf(stderr, "--num and --nfe must be positive\n"); return 2; }
 
     dpm_runtime_params rp;
     CHECK(dpm_runtime_params_init(&rp));
@@ -83,13 +91,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s is not a class-conditional image model\n", model_path);
         return 1;
     }
-    int k = info.num_classes > 0 ? info.num_classes : 1;
-    if (from < 1 || from > k || to < 1 || to > k) { fprintf(stderr, "labels are 1..%d\n", k); return 2; }
-    unsigned c = info.shape[0], h = info.shape[1], w = info.shape[2];
-    size_t len = (size_t)num * info.dim;
+    size_t k = info.num_classes > 0 ? info.num_classes : 1;
+    if (from < 1 || (size_t)from > k || to < 1 || (size_t)to > k) {
+        fprintf(stderr, "labels are 1..%zu\n", k);
+        return 2;
+    }
+    size_t c = info.shape[0], h = info.shape[1], w = info.shape[2];
+    size_t len = num * info.dim;
     float *source = malloc(sizeof(float) * len), *result = malloc(sizeof(float) * len);
     int64_t *labels = malloc(sizeof(int64_t) * num);
-    previews pv = {malloc(sizeof(float) * info.dim * (size_t)nfe), info.dim, 0, (size_t)nfe};
+    previews pv = {malloc(sizeof(float) * info.dim * nfe), info.dim, 0, nfe};
 
     dpm_sampler_params sp;
     CHECK(dpm_sampler_params_init(&sp));
@@ -103,11 +114,11 @@ int main(int argc, char **argv) {
     gp.labels = labels;
 
     /* 1. Sources: plain generation of class `from`. */
-    for (int i = 0; i < num; i++) labels[i] = from;
+    for (size_t i = 0; i < num; i++) labels[i] = from;
     CHECK(dpm_generate(model, &sp, &gp, source, len));
 
     /* 2. img2img towards class `to` at a few strengths; previews for the asked one. */
-    for (int i = 0; i < num; i++) labels[i] = to;
+    for (size_t i = 0; i < num; i++) labels[i] = to;
     gp.seed = 1;
     gp.init_image = source;
     gp.init_image_len = len;
@@ -117,7 +128,7 @@ int main(int argc, char **argv) {
         gp.step = j == 2 ? keep_preview : NULL;
         gp.user_data = j == 2 ? &pv : NULL;
         CHECK(dpm_generate(model, &sp, &gp, result, len));
-        printf("strength %.2f: %d NFE, RMS change from the sources %.3f\n", strengths[j], nfe,
+        printf("strength %.2f: %zu NFE, RMS change from the sources %.3f\n", strengths[j], nfe,
                rms(result, source, len));
     }
 
@@ -128,7 +139,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/results.png", out_dir);
     CHECK(dpm_write_grid(result, len, num, c, h, w, num, path));
     snprintf(path, sizeof path, "%s/previews.png", out_dir);
-    CHECK(dpm_write_grid(pv.frames, pv.count * info.dim, (int32_t)pv.count, c, h, w, (int32_t)pv.count, path));
+    CHECK(dpm_write_grid(pv.frames, pv.count * info.dim, pv.count, c, h, w, pv.count, path));
     printf("class %d -> %d at strength %.2f: wrote %s/sources.png, results.png and previews.png "
            "(%zu x0 previews of sample 0)\n",
            from, to, strength, out_dir, pv.count);

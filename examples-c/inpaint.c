@@ -29,19 +29,27 @@
         }                                                                                              \
     } while (0)
 
+/* A count from the command line: a positive integer up to 2^20, else 0. */
+static size_t count_arg(const char *v) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *v && !*end && n > 0 && n <= (1L << 20) ? (size_t)n : 0;
+}
+
 int main(int argc, char **argv) {
     const char *model_path = DPM_DEMO_MODEL, *out_dir = "out/inpaint";
-    int nfe = 10, num = 4, label = 1;
+    size_t nfe = 10, num = 4;
+    int label = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
         if (!strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "--nfe")) nfe = atoi(v);
-        else if (!strcmp(a, "--num")) num = atoi(v);
+        else if (!strcmp(a, "--nfe")) nfe = count_arg(v);
+        else if (!strcmp(a, "--num")) num = count_arg(v);
         else if (!strcmp(a, "--label")) label = atoi(v);
         else if (!strcmp(a, "--out")) out_dir = v;
         else { fprintf(stderr, "unknown option %s\n", a); return 2; }
     }
-    if (num < 1 || nfe < 1) { fprintf(stderr, "--num and --nfe must be positive\n"); return 2; }
+    if (num == 0 || nfe == 0) { fprintf(stderr, "--num and --nfe must be positive\n"); return 2; }
 
     dpm_runtime_params rp;
     CHECK(dpm_runtime_params_init(&rp));
@@ -55,8 +63,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s is not a class-conditional image model\n", model_path);
         return 1;
     }
-    unsigned c = info.shape[0], h = info.shape[1], w = info.shape[2];
-    size_t len = (size_t)num * info.dim, pixels = (size_t)h * w;
+    size_t c = info.shape[0], h = info.shape[1], w = info.shape[2];
+    size_t len = num * info.dim, pixels = h * w;
     float *source = malloc(sizeof(float) * len), *result = malloc(sizeof(float) * len);
     float *mask = malloc(sizeof(float) * pixels);
     int64_t *labels = malloc(sizeof(int64_t) * num);
@@ -72,13 +80,13 @@ int main(int argc, char **argv) {
     gp.labels = labels;
 
     /* 1. Sources of class `label`, with guidance. */
-    for (int i = 0; i < num; i++) labels[i] = label;
+    for (size_t i = 0; i < num; i++) labels[i] = label;
     sp.guidance = 1;
     sp.guidance_scale = 3.0;
     CHECK(dpm_generate(model, &sp, &gp, source, len));
 
     /* 2. Keep the left half, regenerate the right half with the null label (no guidance). */
-    for (int i = 0; i < num; i++) labels[i] = 0;
+    for (size_t i = 0; i < num; i++) labels[i] = 0;
     sp.guidance = 0;
     gp.seed = 1;
     gp.known = source;

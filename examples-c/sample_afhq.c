@@ -35,9 +35,16 @@ static double now(void) {
 static int32_t progress(void *user, const dpm_progress *p) {
     (void)user;
     if (isatty(STDERR_FILENO))
-        fprintf(stderr, "\rbatch %u: %u/%u evaluations, %u/%u images done", p->batch_index, p->nfe_done,
+        fprintf(stderr, "\rbatch %zu: %zu/%zu evaluations, %zu/%zu images done", p->batch_index, p->nfe_done,
                 p->nfe_total, p->samples_done, p->samples_total);
     return 0; /* nonzero would stop the run */
+}
+
+/* A count from the command line: a positive integer up to 2^20, else 0. */
+static size_t count_arg(const char *v) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *v && !*end && n > 0 && n <= (1L << 20) ? (size_t)n : 0;
 }
 
 #define CHECK(call)                                                                                    \
@@ -52,7 +59,7 @@ static int32_t progress(void *user, const dpm_progress *p) {
 int main(int argc, char **argv) {
     const char *model_path = DPM_DEMO_MODEL, *out_dir = "out/sample_afhq", *provider = "cpu";
     const char *solver = "dpm2";
-    int nfe = 20, num = 16, batch = 16;
+    size_t nfe = 20, num = 16, batch = 16;
     double w = 7.5, threshold = 0;
     unsigned long long seed = 0;
     for (int i = 1; i < argc; i++) {
@@ -62,9 +69,9 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--solver")) solver = v;
         else if (!strcmp(a, "--threshold")) threshold = atof(v);
-        else if (!strcmp(a, "--nfe")) nfe = atoi(v);
-        else if (!strcmp(a, "--num")) num = atoi(v);
-        else if (!strcmp(a, "--batch")) batch = atoi(v);
+        else if (!strcmp(a, "--nfe")) nfe = count_arg(v);
+        else if (!strcmp(a, "--num")) num = count_arg(v);
+        else if (!strcmp(a, "--batch")) batch = count_arg(v);
         else if (!strcmp(a, "--w")) w = atof(v);
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--out")) out_dir = v;
@@ -72,6 +79,7 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "unknown option %s\n", a); return 2; }
         i++;
     }
+    if (!nfe || !num || !batch) { fprintf(stderr, "--nfe, --num and --batch take a positive count\n"); return 2; }
 
     dpm_runtime_params rp;
     CHECK(dpm_runtime_params_init(&rp));
@@ -82,11 +90,11 @@ int main(int argc, char **argv) {
     CHECK(dpm_model_load(rt, model_path, &model));
     dpm_model_info info = {.struct_size = sizeof info};
     CHECK(dpm_model_get_info(model, &info));
-    if (info.ndim != 3 || !info.conditional || info.num_classes < 1) {
+    if (info.ndim != 3 || !info.conditional || info.num_classes == 0) {
         fprintf(stderr, "%s is not a class-conditional image model\n", model_path);
         return 1;
     }
-    unsigned c = info.shape[0], h = info.shape[1], wd = info.shape[2];
+    size_t c = info.shape[0], h = info.shape[1], wd = info.shape[2];
 
     dpm_sampler_params sp;
     CHECK(dpm_sampler_params_init(&sp));
@@ -102,9 +110,9 @@ int main(int argc, char **argv) {
     /* Random labels in 1..K from a seeded generator, so a run is reproducible. */
     int64_t *labels = malloc(sizeof(int64_t) * num);
     unsigned long long st = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    for (int i = 0; i < num; i++) {
+    for (size_t i = 0; i < num; i++) {
         st = st * 6364136223846793005ULL + 1442695040888963407ULL;
-        labels[i] = 1 + (int64_t)((st >> 33) % (unsigned)info.num_classes);
+        labels[i] = 1 + (int64_t)((st >> 33) % info.num_classes);
     }
     dpm_generate_params gp;
     CHECK(dpm_generate_params_init(&gp));
@@ -114,9 +122,9 @@ int main(int argc, char **argv) {
     gp.labels = labels;
     gp.progress = progress;
 
-    size_t len = (size_t)num * info.dim;
+    size_t len = num * info.dim;
     float *images = malloc(sizeof(float) * len);
-    printf("%s: %d images of %ux%ux%u, %s at %d NFE%s, guidance w = %.2f\n", model_path, num, c, h, wd, solver,
+    printf("%s: %zu images of %zux%zux%zu, %s at %zu NFE%s, guidance w = %.2f\n", model_path, num, c, h, wd, solver,
            nfe, threshold > 0 ? " with dynamic thresholding" : "", w);
     double t0 = now();
     CHECK(dpm_generate(model, &sp, &gp, images, len));
@@ -129,8 +137,8 @@ int main(int argc, char **argv) {
     snprintf(grid, sizeof grid, "%s/grid.png", out_dir);
     CHECK(dpm_write_grid(images, len, num, c, h, wd, num < 8 ? num : 8, grid));
     printf("labels:");
-    for (int i = 0; i < num; i++) printf(" %lld", (long long)labels[i]);
-    printf("\n%.3f s in all, %.1f ms per image; wrote %s/img_*.png and %s\n", dt, 1000 * dt / num, out_dir, grid);
+    for (size_t i = 0; i < num; i++) printf(" %lld", (long long)labels[i]);
+    printf("\n%.3f s in all, %.1f ms per image; wrote %s/img_*.png and %s\n", dt, 1000 * dt / (double)num, out_dir, grid);
 
     free(images);
     free(labels);

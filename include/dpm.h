@@ -18,15 +18,33 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#ifndef DPM_API
+#  if defined(_WIN32) || defined(__CYGWIN__)
+#    if defined(DPM_STATIC)
+#      define DPM_API
+#    else
+#      define DPM_API __declspec(dllimport)
+#    endif
+#  elif defined(__GNUC__) || defined(__clang__)
+#    define DPM_API __attribute__((visibility("default")))
+#  else
+#    define DPM_API
+#  endif
+#endif
 
 // Major version of this header.
 #define DPM_VERSION_MAJOR 0
 
 // Minor version of this header.
-#define DPM_VERSION_MINOR 1
+#define DPM_VERSION_MINOR 2
 
 // Patch version of this header.
 #define DPM_VERSION_PATCH 0
+
+// This header's version as one number, `MAJOR * 10000 + MINOR * 100 + PATCH` (0.1.0 is 100):
+// compare it with `dpm_version_number()`, the library's, to find a header and a library
+// that do not match.
+#define DPM_VERSION_NUMBER (((DPM_VERSION_MAJOR * 10000) + (DPM_VERSION_MINOR * 100)) + DPM_VERSION_PATCH)
 
 // CPU execution provider.
 #define DPM_PROVIDER_CPU 0
@@ -115,7 +133,7 @@ typedef int32_t dpm_status;
 // Options for `dpm_runtime_create`. Fill with `dpm_runtime_params_init` first.
 typedef struct dpm_runtime_params {
   // `sizeof(dpm_runtime_params)` (set by the init function).
-  uint32_t struct_size;
+  size_t struct_size;
   // `DPM_PROVIDER_CPU` (default) or `DPM_PROVIDER_CUDA`.
   int32_t provider;
   // CUDA device ordinal (default 0).
@@ -124,7 +142,7 @@ typedef struct dpm_runtime_params {
   int32_t cpu_fallback;
   // Threads per operator, 0 = ONNX Runtime's default. A ceiling: capped to the threads the
   // machine runs at once (`std::thread::available_parallelism`: CPU affinity and quotas).
-  int32_t intra_threads;
+  size_t intra_threads;
   // Path of libonnxruntime.so, or NULL for the default search (DPM_ORT_LIB, ORT_DYLIB_PATH,
   // next to libdpm.so, the project's set-up). Only read during the call.
   const char *library_path;
@@ -136,18 +154,18 @@ typedef struct dpm_runtime_params {
 // Information about a model (see `dpm_model_get_info`).
 typedef struct dpm_model_info {
   // `sizeof(dpm_model_info)`.
-  uint32_t struct_size;
+  size_t struct_size;
   // Number of sample dimensions (x without its batch dimension), at most 4.
-  uint32_t ndim;
+  size_t ndim;
   // Sample shape (first `ndim` entries), e.g. {3, 64, 64} or {2}.
-  uint32_t shape[4];
+  size_t shape[4];
   // Values per sample (product of the shape).
-  uint32_t dim;
-  // Nonzero when the model takes class labels.
-  int32_t conditional;
+  size_t dim;
   // Number of real classes K (labels 1..K; 0 is the null class, which `dpm_generate`
   // accepts only without guidance), or 0 when unknown.
-  int32_t num_classes;
+  size_t num_classes;
+  // Nonzero when the model takes class labels.
+  int32_t conditional;
   // `DPM_PREDICTION_*` of the model.
   int32_t prediction;
   // Nonzero when one time value serves the whole batch.
@@ -162,17 +180,17 @@ typedef struct dpm_model_info {
 // or not: NaN and infinities are refused with DPM_ERR_INVALID_ARGUMENT naming the field.
 typedef struct dpm_sampler_params {
   // `sizeof(dpm_sampler_params)` (set by the init functions).
-  uint32_t struct_size;
+  size_t struct_size;
   // `DPM_ALGORITHM_*`.
   int32_t algorithm;
   // `DPM_METHOD_*`.
   int32_t method;
   // Solver order, 1..3.
   int32_t order;
-  // Network evaluations per sample (ignored by the adaptive method).
-  int32_t nfe;
   // `DPM_SPACING_*`.
   int32_t spacing;
+  // Network evaluations per sample, 1 to 2^20 (ignored by the adaptive method).
+  size_t nfe;
   // Custom spacing: decreasing model times, `num_custom_times` of them (steps + 1). Only
   // read during the create/generate call.
   const double *custom_times;
@@ -208,7 +226,7 @@ typedef struct dpm_sampler_params {
   // Threads for the solver's elementwise updates (1). A ceiling: an update runs on at most
   // the threads the machine runs at once (`std::thread::available_parallelism`) and one
   // thread per 16384 values (none extra below 65536); the samples do not depend on it.
-  int32_t threads;
+  size_t threads;
   // img2img strength in (0, 1] (default 1): the run covers the last `strength` of the
   // time axis, from model time `strength x (N-1)` to 0, with the NFE asked for. The state
   // there comes from `dpm_generate_params.init_image` or `dpm_sampler_set_init_image`
@@ -225,11 +243,11 @@ typedef struct dpm_query {
   // Model time (0..N-1, may be fractional), the same for every row.
   double t;
   // Rows of the model batch: 2 x batch with guidance (conditional rows first), else batch.
-  uint32_t rows;
+  size_t rows;
   // Values per row.
-  uint32_t dim;
+  size_t dim;
   // Network evaluations so far.
-  uint32_t nfe;
+  size_t nfe;
   // Nonzero when sampling is finished (`x`, `labels` are then NULL).
   int32_t done;
 } dpm_query;
@@ -238,15 +256,15 @@ typedef struct dpm_query {
 typedef struct dpm_progress {
   // Samples finished: those before the current batch, and the current batch's too in the
   // call after its last evaluation (so the run's last call reports all of them).
-  uint32_t samples_done;
+  size_t samples_done;
   // Samples asked for.
-  uint32_t samples_total;
+  size_t samples_total;
   // Index of the current batch.
-  uint32_t batch_index;
+  size_t batch_index;
   // Network evaluations done in the current batch.
-  uint32_t nfe_done;
+  size_t nfe_done;
   // Evaluations the batch will take (0 for adaptive solvers: unknown).
-  uint32_t nfe_total;
+  size_t nfe_total;
 } dpm_progress;
 
 // Progress callback: return nonzero to stop the run (`dpm_generate` then returns
@@ -257,15 +275,15 @@ typedef int32_t (*dpm_progress_fn)(void *user_data, const struct dpm_progress *p
 // pointers are valid during the callback only.
 typedef struct dpm_step_info {
   // Index of the batch.
-  uint32_t batch_index;
+  size_t batch_index;
   // Index of the batch's first sample in the request.
-  uint32_t first_sample;
+  size_t first_sample;
   // Samples in the batch.
-  uint32_t samples;
+  size_t samples;
   // Evaluations done in this batch, this one included (1-based).
-  uint32_t nfe;
+  size_t nfe;
   // Evaluations the batch takes (0 for adaptive solvers: unknown).
-  uint32_t nfe_total;
+  size_t nfe_total;
   // Model time of the evaluation.
   double t;
   // The state the network saw: `samples` x values per sample floats.
@@ -284,11 +302,11 @@ typedef int32_t (*dpm_step_fn)(void *user_data, const struct dpm_step_info *step
 // Options for `dpm_generate`. Fill with `dpm_generate_params_init` first.
 typedef struct dpm_generate_params {
   // `sizeof(dpm_generate_params)`.
-  uint32_t struct_size;
+  size_t struct_size;
   // Number of samples (default 1).
-  uint32_t num_samples;
+  size_t num_samples;
   // Samples per model batch (default 16; with guidance the model sees twice as many rows).
-  uint32_t batch_size;
+  size_t batch_size;
   // Seed: sample i is sample `first_index + i` of this seed, whatever the batch size.
   uint64_t seed;
   // Index of the first sample.
@@ -339,30 +357,30 @@ typedef struct dpm_generate_params {
 // Training progress callback: called after every step with the 1-based step, the total and
 // the step's loss; return nonzero to stop (a checkpoint is saved; `dpm_train` then returns
 // DPM_ERR_CANCELLED and a later call with `resume` continues exactly where it stopped).
-typedef int32_t (*dpm_train_progress_fn)(void *user_data, uint64_t step, uint64_t total, float loss);
+typedef int32_t (*dpm_train_progress_fn)(void *user_data, size_t step, size_t total, float loss);
 
 // Options for `dpm_train`. Fill with `dpm_train_params_init`; a field left at 0 (NULL for
 // strings) keeps the preset's value. Floating-point fields must be finite: NaN and
 // infinities are refused with DPM_ERR_INVALID_ARGUMENT naming the field.
 typedef struct dpm_train_params {
   // `sizeof(dpm_train_params)`.
-  uint32_t struct_size;
+  size_t struct_size;
   // Preset: "toy2d" (default), "afhq64" or "demo".
   const char *preset;
   // Network: "toy2d", "unet_small", "afhq64".
   const char *network;
   // Data: a 2D set name, "shapes", or "folder:PATH".
   const char *data;
-  // Output folder (checkpoint, loss.csv, loss.png, model/). Required.
+  // Output folder (checkpoint, loss.csv, model/; the CLI also draws loss.png). Required.
   const char *out_dir;
   // Optimizer steps.
-  uint64_t steps;
-  // Batch size.
-  uint32_t batch;
+  size_t steps;
+  // Batch size (samples per step), at most 2^24.
+  size_t batch;
   // Learning rate: positive and finite (0 keeps the preset's).
   double lr;
   // Warm-up steps.
-  uint64_t warmup;
+  size_t warmup;
   // CFG label dropout probability, below 1 (negative: 0; 0 keeps the preset's). NaN and
   // infinities are refused.
   double cfg_dropout;
@@ -372,7 +390,7 @@ typedef struct dpm_train_params {
   // Seed.
   uint64_t seed;
   // Checkpoint interval in steps.
-  uint64_t checkpoint_every;
+  size_t checkpoint_every;
   // Nonzero: continue from out_dir/checkpoint.dpm when it exists.
   int32_t resume;
   // Called after every step; may be NULL.
@@ -431,59 +449,74 @@ extern "C" {
 #endif // __cplusplus
 
 // libdpm's version, e.g. "0.1.0" (static storage).
-const char *dpm_version(void);
+DPM_API const char *dpm_version(void);
+
+// libdpm's version as one number, `MAJOR * 10000 + MINOR * 100 + PATCH` (0.1.0 is 100), as
+// `DPM_VERSION_NUMBER` is for the header. A host checks at start-up that the library it
+// loaded is the one it was built for: while the version is 0.x the ABI may change with the
+// minor version (`dpm_version_number() / 100 == DPM_VERSION_NUMBER / 100`), from 1.0 with
+// the major one (`/ 10000`).
+DPM_API int32_t dpm_version_number(void);
 
 // The message of the last failed call on this thread ("" after a successful one). Valid
 // until the next libdpm call on this thread.
-const char *dpm_last_error(void);
+DPM_API const char *dpm_last_error(void);
 
 // The name of a status code ("DPM_OK", "DPM_ERR_SHAPE", ...; "DPM_UNKNOWN_STATUS" otherwise).
 // Static storage.
-const char *dpm_status_name(dpm_status status);
+DPM_API const char *dpm_status_name(dpm_status status);
 
 // Fills `params` with the defaults (CPU, default library search).
-dpm_status dpm_runtime_params_init(struct dpm_runtime_params *params);
+DPM_API dpm_status dpm_runtime_params_init(struct dpm_runtime_params *params);
 
 // Loads ONNX Runtime (once per process: later runtimes must name the same library or none)
 // and prepares the execution provider. `*runtime` receives a handle to free with
 // `dpm_runtime_free`. Errors: DPM_ERR_RUNTIME_UNAVAILABLE (library missing or unusable; the
 // message says how to fix it), DPM_ERR_PROVIDER_UNAVAILABLE.
+DPM_API
 dpm_status dpm_runtime_create(const struct dpm_runtime_params *params,
                               struct dpm_runtime **runtime);
 
 // The execution provider in use (`DPM_PROVIDER_*`; CPU after a fallback), or -1 for NULL.
-int32_t dpm_runtime_provider(const struct dpm_runtime *runtime);
+DPM_API int32_t dpm_runtime_provider(const struct dpm_runtime *runtime);
 
 // Frees a runtime. Models loaded through it stay valid (they hold what they need). NULL is a
 // no-op. A call already running with it on another thread (`dpm_model_load`, `dpm_train`)
 // keeps what it uses until it returns; a call that starts during or after this one is a use
 // after free.
-void dpm_runtime_free(struct dpm_runtime *runtime);
+DPM_API void dpm_runtime_free(struct dpm_runtime *runtime);
 
 // Loads an ONNX noise-prediction model and validates its inputs (x, t, optional labels) and
 // output. `*model` receives a handle to free with `dpm_model_free`. Errors: DPM_ERR_MODEL
 // (missing file, unsuitable inputs/outputs: the message names the problem).
+DPM_API
 dpm_status dpm_model_load(const struct dpm_runtime *runtime,
                           const char *path,
                           struct dpm_model **model);
 
-// Describes a model. `info->struct_size` must be set (`sizeof(dpm_model_info)`).
-dpm_status dpm_model_get_info(const struct dpm_model *model, struct dpm_model_info *info);
+// Describes a model. `info->struct_size` must be set (`sizeof(dpm_model_info)`; a larger
+// struct of a newer header is filled up to the fields this libdpm knows, a smaller one is
+// refused).
+DPM_API dpm_status dpm_model_get_info(const struct dpm_model *model, struct dpm_model_info *info);
 
 // Sets the noise schedule the model was trained with, for a model whose metadata does not
 // say (a PyTorch export samples on the reference linear schedule otherwise): every later
 // `dpm_generate` and `dpm_model_get_schedule` use a copy of it (the handle may be freed
 // after this call).
-dpm_status dpm_model_set_schedule(struct dpm_model *model, const struct dpm_schedule *schedule);
+DPM_API
+dpm_status dpm_model_set_schedule(struct dpm_model *model,
+                                  const struct dpm_schedule *schedule);
 
 // The noise schedule sampling with the model uses: the one set with
 // `dpm_model_set_schedule`, else the one its metadata names, else the reference linear
 // schedule. Free with `dpm_schedule_free`.
-dpm_status dpm_model_get_schedule(const struct dpm_model *model, struct dpm_schedule **schedule);
+DPM_API
+dpm_status dpm_model_get_schedule(const struct dpm_model *model,
+                                  struct dpm_schedule **schedule);
 
 // The message of the last failed call on this model ("" if none). Valid until the next call
 // on the model; NULL for a NULL handle.
-const char *dpm_model_last_error(const struct dpm_model *model);
+DPM_API const char *dpm_model_last_error(const struct dpm_model *model);
 
 // Frees a model. NULL is a no-op.
 //
@@ -504,52 +537,72 @@ const char *dpm_model_last_error(const struct dpm_model *model);
 // threads from starting new calls before it frees. Freeing twice is a double free. Called
 // from the progress callback of a run on this model, it does not wait (that run stops when
 // the callback returns and frees the model as it returns).
-void dpm_model_free(struct dpm_model *model);
+DPM_API void dpm_model_free(struct dpm_model *model);
 
 // A named schedule: "linear" (the reference: betas 1e-4..0.02), "scaled_linear" or "cosine",
-// with `num_steps` training steps (1000 in the reference).
-dpm_status dpm_schedule_create(const char *name, int32_t num_steps, struct dpm_schedule **schedule);
+// with `num_steps` training steps (1000 in the reference; 2 to 2^20).
+DPM_API
+dpm_status dpm_schedule_create(const char *name,
+                               size_t num_steps,
+                               struct dpm_schedule **schedule);
 
 // A schedule from `n` betas, each in (0, 1).
-dpm_status dpm_schedule_from_betas(const double *betas, size_t n, struct dpm_schedule **schedule);
+DPM_API
+dpm_status dpm_schedule_from_betas(const double *betas,
+                                   size_t n,
+                                   struct dpm_schedule **schedule);
 
 // A schedule from an `alpha_bar` table of `n` strictly decreasing values in (0, 1).
+DPM_API
 dpm_status dpm_schedule_from_alpha_bar(const double *alpha_bar,
                                        size_t n,
                                        struct dpm_schedule **schedule);
 
 // alpha, sigma and lambda at model time `t` (0..N-1, fractional allowed). Any output pointer
 // may be NULL.
+DPM_API
 dpm_status dpm_schedule_eval(const struct dpm_schedule *schedule,
                              double t,
                              double *alpha,
                              double *sigma,
                              double *lambda);
 
-// Number of training steps N of a schedule, or -1 for NULL.
-int32_t dpm_schedule_len(const struct dpm_schedule *schedule);
+// Number of training steps N of a schedule (at least 2), or 0 for NULL.
+DPM_API size_t dpm_schedule_len(const struct dpm_schedule *schedule);
 
 // Frees a schedule. NULL is a no-op. A call already running with it on another thread keeps
 // it valid until that call returns; a call that starts during or after this one is a use
 // after free.
-void dpm_schedule_free(struct dpm_schedule *schedule);
+DPM_API void dpm_schedule_free(struct dpm_schedule *schedule);
 
 // Name of a `DPM_PREDICTION_*` value ("eps", "x0", "v"), or NULL when out of range.
-const char *dpm_prediction_name(int32_t prediction);
+DPM_API const char *dpm_prediction_name(int32_t prediction);
 
 // `DPM_PREDICTION_*` value of a name, or -2 when unknown or NULL.
-int32_t dpm_prediction_from_name(const char *name);
+DPM_API int32_t dpm_prediction_from_name(const char *name);
 
 // Fills `params` with the defaults: DPM-Solver-2 (singlestep, time-quadratic), 20 NFE,
 // prediction type from the model, no guidance.
-dpm_status dpm_sampler_params_init(struct dpm_sampler_params *params);
+DPM_API dpm_status dpm_sampler_params_init(struct dpm_sampler_params *params);
 
 // Sets the solver fields of `params` (already initialised) from a preset name ("dpm1",
 // "dpm2-ref", "dpm++2m", ...; see `dpm solvers`) at `nfe` evaluations; guidance, prediction
 // and thresholding fields are kept.
+DPM_API
 dpm_status dpm_sampler_params_preset(struct dpm_sampler_params *params,
                                      const char *name,
-                                     int32_t nfe);
+                                     size_t nfe);
+
+// Number of solver presets (`dpm_preset_name(0 .. count - 1)`).
+DPM_API size_t dpm_preset_count(void);
+
+// Name of preset `i` ("dpm2", "dpm++2m", ...: what `dpm_sampler_params_preset` takes), or
+// NULL when `i >= dpm_preset_count()`. Static storage.
+DPM_API const char *dpm_preset_name(size_t i);
+
+// A one-line description of preset `i`, e.g. "multistep DPM-Solver++(2M) (data
+// prediction)", or NULL when `i >= dpm_preset_count()`. Static storage.
+DPM_API const char *dpm_preset_description(size_t i);
 
 // Starts a batch of `batch` samples of `dim` values, driven by the host: repeat
 // `dpm_sampler_next` (where is the model needed?) and `dpm_sampler_submit` (its output) until
@@ -557,10 +610,11 @@ dpm_status dpm_sampler_params_preset(struct dpm_sampler_params *params,
 // `seed`: its noise does not depend on the batch size. `schedule` NULL means the reference
 // schedule; `labels` (`batch` values, or NULL) make the model conditional; guidance needs
 // them. The prediction type `DPM_PREDICTION_FROM_MODEL` means eps here.
+DPM_API
 dpm_status dpm_sampler_create(const struct dpm_schedule *schedule,
                               const struct dpm_sampler_params *params,
-                              int32_t batch,
-                              int32_t dim,
+                              size_t batch,
+                              size_t dim,
                               uint64_t seed,
                               uint64_t first_index,
                               const int64_t *labels,
@@ -569,7 +623,7 @@ dpm_status dpm_sampler_create(const struct dpm_schedule *schedule,
 // Where the model is needed next: fills `*query` (pointers into the sampler, valid until the
 // next call on it). When `query->done` is nonzero the samples are ready. Asking again before
 // submitting gives the same query.
-dpm_status dpm_sampler_next(struct dpm_sampler *sampler, struct dpm_query *query);
+DPM_API dpm_status dpm_sampler_next(struct dpm_sampler *sampler, struct dpm_query *query);
 
 // Gives the model output for the query the last `dpm_sampler_next` returned: `n = rows *
 // dim` floats in the model's prediction type. Each query is answered once: a second submit
@@ -577,26 +631,33 @@ dpm_status dpm_sampler_next(struct dpm_sampler *sampler, struct dpm_query *query
 // query received from `dpm_sampler_next` is waiting for its output: none asked for yet,
 // already answered, or the run is done), DPM_ERR_NON_FINITE (NaN/Inf in the output; the
 // message names the step and sample; the query stays pending).
-dpm_status dpm_sampler_submit(struct dpm_sampler *sampler, const float *model_output, size_t n);
+DPM_API
+dpm_status dpm_sampler_submit(struct dpm_sampler *sampler,
+                              const float *model_output,
+                              size_t n);
 
 // Copies the current state (the samples once done): `n = batch * dim` floats.
-dpm_status dpm_sampler_read(const struct dpm_sampler *sampler, float *dst, size_t n);
+DPM_API dpm_status dpm_sampler_read(const struct dpm_sampler *sampler, float *dst, size_t n);
 
 // Sets the initial state x (the caller's latents, `n = batch * dim` floats) in place of the
 // seeded noise. Before the first `dpm_sampler_next` only (DPM_ERR_STATE after).
-dpm_status dpm_sampler_set_state(struct dpm_sampler *sampler, const float *x, size_t n);
+DPM_API dpm_status dpm_sampler_set_state(struct dpm_sampler *sampler, const float *x, size_t n);
 
 // img2img: starts from `image` (`n = batch * dim` floats, model space) noised to the start
 // time `strength x (N-1)` (`dpm_sampler_params.strength`) with the current initial state as
 // the noise (the seeded noise, or latents from `dpm_sampler_set_state`): `x = alpha image +
 // sigma x`. At strength 1 the image is not used. Before the first `dpm_sampler_next` only.
-dpm_status dpm_sampler_set_init_image(struct dpm_sampler *sampler, const float *image, size_t n);
+DPM_API
+dpm_status dpm_sampler_set_init_image(struct dpm_sampler *sampler,
+                                      const float *image,
+                                      size_t n);
 
 // Inpainting for the host-driven sampler: `known` (`known_len = batch * dim` floats, model
 // space) is kept where `mask` (values in [0, 1], 1 = kept; `mask_len` = batch * dim per value,
 // or dim for one mask for every row) says, as `dpm_generate_params.known` describes: replaced
 // at every step boundary by the known image noised to the state's time, and by the image
 // itself at the end. Before the first `dpm_sampler_next` only.
+DPM_API
 dpm_status dpm_sampler_set_inpaint(struct dpm_sampler *sampler,
                                    const float *known,
                                    size_t known_len,
@@ -604,7 +665,7 @@ dpm_status dpm_sampler_set_inpaint(struct dpm_sampler *sampler,
                                    size_t mask_len);
 
 // The message of the last failed call on this sampler ("" if none); NULL for NULL.
-const char *dpm_sampler_last_error(const struct dpm_sampler *sampler);
+DPM_API const char *dpm_sampler_last_error(const struct dpm_sampler *sampler);
 
 // Frees a sampler. NULL is a no-op. Safe against a call already running on the sampler on
 // another thread: it waits until that call has let go of the sampler, then frees it (calls
@@ -612,16 +673,17 @@ const char *dpm_sampler_last_error(const struct dpm_sampler *sampler);
 // not yet begun its work returns DPM_ERR_STATE). Not safe against calls that begin during or
 // after it: from the moment it is called the handle is invalid (see `dpm_model_free`).
 // Freeing twice is a double free.
-void dpm_sampler_free(struct dpm_sampler *sampler);
+DPM_API void dpm_sampler_free(struct dpm_sampler *sampler);
 
 // Fills `params` with the defaults.
-dpm_status dpm_generate_params_init(struct dpm_generate_params *params);
+DPM_API dpm_status dpm_generate_params_init(struct dpm_generate_params *params);
 
 // Generates `gen->num_samples` samples with the model into `out` (`out_len` =
 // num_samples x the model's values per sample, floats, in model space: images in [-1, 1]).
 // Runs in batches of `gen->batch_size`; `dpm_cancel` or the progress callback stop it
 // (DPM_ERR_CANCELLED; `out` then holds the batches finished so far). The model handle stays
 // usable after any error.
+DPM_API
 dpm_status dpm_generate(struct dpm_model *model,
                         const struct dpm_sampler_params *sampler_params,
                         const struct dpm_generate_params *gen,
@@ -643,31 +705,33 @@ dpm_status dpm_generate(struct dpm_model *model,
 // cancel meant for the running one. Returns DPM_OK whether or not a run was stopped
 // (DPM_ERR_NULL_ARGUMENT for NULL). Safe from any thread while the model is live
 // (`dpm_model_free` not yet called).
-dpm_status dpm_cancel(const struct dpm_model *model);
+DPM_API dpm_status dpm_cancel(const struct dpm_model *model);
 
 // Writes `n` images (CHW floats in [-1, 1], `c` = 1 or 3) as `dir/prefix%05d.png`, converted
 // as `round((x / 2 + 0.5).clamp(0, 1) * 255)` (round half to even). `images` holds
 // `images_len` floats, which must equal `n * c * h * w` (otherwise DPM_ERR_SHAPE, checked
 // before anything is read). The folder must exist (an empty `dir` is refused); `prefix` must
 // not contain '/'.
+DPM_API
 dpm_status dpm_write_pngs(const float *images,
                           size_t images_len,
-                          int32_t n,
-                          int32_t c,
-                          int32_t h,
-                          int32_t w,
+                          size_t n,
+                          size_t c,
+                          size_t h,
+                          size_t w,
                           const char *dir,
                           const char *prefix);
 
 // Writes `n` images (as `dpm_write_pngs`: `images_len` = `n * c * h * w` floats) as one PNG
 // grid with `cols` columns and a 2-pixel white gap.
+DPM_API
 dpm_status dpm_write_grid(const float *images,
                           size_t images_len,
-                          int32_t n,
-                          int32_t c,
-                          int32_t h,
-                          int32_t w,
-                          int32_t cols,
+                          size_t n,
+                          size_t c,
+                          size_t h,
+                          size_t w,
+                          size_t cols,
                           const char *path);
 
 // Converts `n` model-space images (CHW floats in [-1, 1], `c` = 1 or 3; `images_len` must
@@ -681,18 +745,19 @@ dpm_status dpm_write_grid(const float *images,
 // GRAY8); three-channel images become GRAY8 by the Rec. 601 luma of their 8-bit values,
 // rounded half up: `(299 R + 587 G + 114 B + 500) / 1000` in integer arithmetic. `out` must
 // not overlap `images`. Every argument is checked before anything is read or written.
+DPM_API
 dpm_status dpm_images_to_pixels(const float *images,
                                 size_t images_len,
-                                int32_t n,
-                                int32_t c,
-                                int32_t h,
-                                int32_t w,
+                                size_t n,
+                                size_t c,
+                                size_t h,
+                                size_t w,
                                 int32_t format,
                                 uint8_t *out,
                                 size_t out_len);
 
 // Fills `params` with the defaults (preset toy2d, everything from the preset).
-dpm_status dpm_train_params_init(struct dpm_train_params *params);
+DPM_API dpm_status dpm_train_params_init(struct dpm_train_params *params);
 
 // Trains a bundled network (see `dpm train`) into `params->out_dir` and writes the path of
 // the exported model, `out_dir/model/NETWORK.onnx`, into `model_path` (`model_path_len`
@@ -700,8 +765,9 @@ dpm_status dpm_train_params_init(struct dpm_train_params *params);
 // training starts, `model_path` included: a buffer too small for that path is refused up
 // front (DPM_ERR_SHAPE). Errors: DPM_ERR_CANCELLED (stopped by the callback; resumable),
 // DPM_ERR_NON_FINITE (a step's loss was not finite; the last checkpoint is intact), ...
+DPM_API
 dpm_status dpm_train(const struct dpm_runtime *runtime,
-                     const struct dpm_train_params *params_,
+                     const struct dpm_train_params *params,
                      char *model_path,
                      size_t model_path_len);
 

@@ -2,9 +2,13 @@
 //!
 //! libdpm links ONNX Runtime at run time (ort's `load-dynamic`), so building needs no runtime
 //! and a host may bring its own. The library is looked up, in order: the path given through
-//! the API or CLI; `DPM_ORT_LIB`; `ORT_DYLIB_PATH`; next to libdpm.so or the executable; the
-//! copy fetched by the project's set-up (`.deps/onnxruntime/`). A process loads one ONNX
-//! Runtime library, once; every later request must name the same file (or none).
+//! the API or CLI; `DPM_ORT_LIB`; `ORT_DYLIB_PATH`; next to libdpm.so (the installed layout
+//! puts it there); next to the executable and in `../lib` from it (a statically linked host
+//! installed as `PREFIX/bin/host`); the copy fetched by the project's set-up
+//! (`.deps/onnxruntime/`), found above a libdpm.so or an executable built in `target/`. Every place is
+//! relative to the running binaries: no path of the build machine is compiled in, so an
+//! installed or statically linked libdpm works wherever its prefix is moved. A process loads
+//! one ONNX Runtime library, once; every later request must name the same file (or none).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -130,29 +134,47 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
     if let Some(d) = crate::dylib::own_library_dir() {
         dirs.push(("next to libdpm".to_string(), d));
     }
-    if let Some(d) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        dirs.push(("next to the executable".into(), d));
+    let exe = std::env::current_exe().ok();
+    if let Some(d) = exe.as_deref().and_then(Path::parent) {
+        dirs.push(("next to the executable".into(), d.to_path_buf()));
+        dirs.push(("../lib from the executable".into(), d.join("../lib")));
     }
     for (what, d) in dirs {
         for name in [ORT_LIB_NAME, "libonnxruntime.so"] {
             v.push((what.clone(), d.join(name)));
         }
     }
-    // The set-up's copy: the project root of this build, and above the executable
-    // (target/{debug,release}/[deps/] -> project root).
-    let mut roots = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))];
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(2).take(3).map(Path::to_path_buf));
-    }
-    for r in roots {
+    // The set-up's copy above a libdpm.so or an executable built in the project:
+    // target/{debug,release}/ (the library), [deps/|c-tests/], target/examples-c/,
+    // target/fuzz/build/TRIPLE/release/ (executables) -> the project root.
+    let lib_roots: Vec<PathBuf> = crate::dylib::own_library_dir()
+        .map(|d| {
+            d.ancestors()
+                .skip(1)
+                .take(2)
+                .map(Path::to_path_buf)
+                .collect()
+        })
+        .unwrap_or_default();
+    let exe_roots: Vec<PathBuf> = exe
+        .map(|e| {
+            e.ancestors()
+                .skip(2)
+                .take(5)
+                .map(Path::to_path_buf)
+                .collect()
+        })
+        .unwrap_or_default();
+    for r in lib_roots.into_iter().chain(exe_roots) {
         v.push((
             "project set-up".into(),
             r.join(".deps/onnxruntime").join(ORT_LIB_NAME),
         ));
     }
+    // One entry per file: the same folder reached two ways (libdpm linked into the
+    // executable) is tried, and reported, once.
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|(_, p)| seen.insert(p.clone()));
     v
 }
 

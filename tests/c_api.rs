@@ -21,6 +21,12 @@ fn lib_dir() -> PathBuf {
         "libdpm.so not found in {}",
         dir.display()
     );
+    // The SONAME's symlink (libdpm.so.ABI), which programs linked here ask the loader for.
+    let st = Command::new(root().join("scripts/soname-link"))
+        .arg(&dir)
+        .output()
+        .expect("scripts/soname-link");
+    assert!(st.status.success());
     dir
 }
 
@@ -138,93 +144,4 @@ fn sample_afhq_example_runs() {
     );
     assert!(out1.contains("dpm1 at 20 NFE"), "{out1}");
     std::fs::remove_dir_all(&dir).expect("clean up");
-}
-
-/// `scripts/install` lays out a prefix a host can build against with pkg-config and with
-/// CMake's find_package(dpm); the installed program finds ONNX Runtime beside libdpm.so.
-#[test]
-fn installed_package_builds_with_pkg_config_and_cmake() {
-    let prefix = std::env::temp_dir().join(format!("dpm-install-{}", std::process::id()));
-    let st = Command::new(root().join("scripts/install"))
-        .arg(&prefix)
-        .env("DPM_LIB", lib_dir().join("libdpm.so"))
-        .status()
-        .expect("scripts/install");
-    assert!(st.success());
-    for f in [
-        "lib/libdpm.so",
-        "lib/libonnxruntime.so.1.31.1",
-        "include/dpm.h",
-        "lib/pkgconfig/dpm.pc",
-        "lib/cmake/dpm/dpmConfig.cmake",
-    ] {
-        assert!(prefix.join(f).is_file(), "{f} not installed");
-    }
-    // pkg-config
-    let pc = Command::new("pkg-config")
-        .args(["--cflags", "--libs", "dpm"])
-        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
-        .output()
-        .expect("pkg-config");
-    assert!(pc.status.success());
-    let flags = String::from_utf8_lossy(&pc.stdout).into_owned();
-    let bin = prefix.join("host_loop");
-    let mut cc = Command::new("cc");
-    cc.arg(root().join("examples-c/host_loop.c"))
-        .arg("-o")
-        .arg(&bin)
-        .args(flags.split_whitespace())
-        .arg("-lm");
-    assert!(
-        cc.status().expect("cc").success(),
-        "cc with pkg-config flags {flags}"
-    );
-    // Run without the build tree's rpath or environment: only the installed layout.
-    let out = Command::new(&bin)
-        .env_remove("DPM_ORT_LIB")
-        .env_remove("ORT_DYLIB_PATH")
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // CMake find_package(dpm), when cmake is installed (scripts/setup installs it).
-    if Command::new("cmake").arg("--version").output().is_ok() {
-        let build = prefix.join("cmake-build");
-        let cfg = Command::new("cmake")
-            .arg("-S")
-            .arg(root().join("examples-c"))
-            .arg("-B")
-            .arg(&build)
-            .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display()))
-            .output()
-            .expect("cmake");
-        assert!(
-            cfg.status.success(),
-            "{}",
-            String::from_utf8_lossy(&cfg.stderr)
-        );
-        let log = String::from_utf8_lossy(&cfg.stdout);
-        assert!(
-            log.contains("dpm: installed package"),
-            "find_package(dpm) did not find the install:\n{log}"
-        );
-        let b = Command::new("cmake")
-            .arg("--build")
-            .arg(&build)
-            .output()
-            .expect("cmake --build");
-        assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stdout));
-        let out = Command::new(build.join("host_loop"))
-            .output()
-            .expect("run cmake-built host_loop");
-        assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("samples match")
-        );
-    } else {
-        println!("cmake not installed: the CMake build was not checked (run ./scripts/setup)");
-    }
-    std::fs::remove_dir_all(&prefix).expect("clean up");
 }

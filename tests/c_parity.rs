@@ -50,7 +50,7 @@ fn generate_matches_the_rust_api() {
         sp.guidance = i32::from(guided);
         let mut gp = dpm_generate_params::default();
         assert_eq!(dpm_generate_params_init(&mut gp), DPM_OK);
-        gp.num_samples = n as u32;
+        gp.num_samples = n;
         gp.batch_size = 3;
         gp.seed = 42;
         if guided {
@@ -63,7 +63,7 @@ fn generate_matches_the_rust_api() {
             "{file} {solver}"
         );
         // Rust
-        let mut cfg = SolverConfig::named(solver, nfe as usize).unwrap();
+        let mut cfg = SolverConfig::named(solver, nfe).unwrap();
         cfg.prediction = rust.info().prediction;
         let req = Request {
             solver: cfg,
@@ -99,16 +99,7 @@ fn host_driven_stepping_matches_the_rust_sampler() {
     let (b, d) = (6usize, 3usize);
     let mut s: *mut dpm_sampler = std::ptr::null_mut();
     assert_eq!(
-        dpm_sampler_create(
-            std::ptr::null(),
-            &sp,
-            b as i32,
-            d as i32,
-            9,
-            4,
-            std::ptr::null(),
-            &mut s
-        ),
+        dpm_sampler_create(std::ptr::null(), &sp, b, d, 9, 4, std::ptr::null(), &mut s),
         DPM_OK
     );
     let model = |x: &[f32], t: f64, out: &mut [f32]| {
@@ -125,7 +116,7 @@ fn host_driven_stepping_matches_the_rust_sampler() {
         if q.done != 0 {
             break;
         }
-        let x = unsafe { std::slice::from_raw_parts(q.x, (q.rows * q.dim) as usize) };
+        let x = unsafe { std::slice::from_raw_parts(q.x, q.rows * q.dim) };
         model(x, q.t, &mut out);
         assert_eq!(dpm_sampler_submit(s, out.as_ptr(), out.len()), DPM_OK);
     }

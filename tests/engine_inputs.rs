@@ -253,7 +253,7 @@ fn c_api_latents_and_img2img() {
     sp.strength = 0.35;
     let mut gp = dpm_generate_params::default();
     assert_eq!(dpm_generate_params_init(&mut gp), DPM_OK);
-    gp.num_samples = n as u32;
+    gp.num_samples = n;
     gp.batch_size = 4;
     gp.seed = 2;
     gp.latents = latents.as_ptr();
@@ -296,16 +296,32 @@ fn c_api_latents_and_img2img() {
             "strength {bad}"
         );
     }
-    // A caller built against the 0.1.0 header (smaller structs) still works.
+    // A caller built against the 0.1.0 header is refused: its structs have another layout
+    // (32-bit counts), which 0.2 cannot read. Its sizes (sampler params 136 bytes up to
+    // `strength`, 144 with it; generate params 56 up to `latents`), and its first 8 bytes
+    // read as a size_t (its u32 struct_size, then `algorithm` or `num_samples`).
     sp.strength = 1.0;
-    let mut old_sp = sp;
-    old_sp.struct_size = std::mem::offset_of!(dpm_sampler_params, strength) as u32;
-    let mut old_gp = gp;
-    old_gp.struct_size = std::mem::offset_of!(dpm_generate_params, latents) as u32;
     assert_eq!(
-        dpm_generate(m, &old_sp, &old_gp, c_out.as_mut_ptr(), c_out.len()),
+        dpm_generate(m, &sp, &gp, c_out.as_mut_ptr(), c_out.len()),
         DPM_OK
     );
+    for (sp_size, gp_size) in [
+        (136, gp.struct_size),
+        (144, gp.struct_size),
+        (136 | 2 << 32, gp.struct_size),
+        (sp.struct_size, 56),
+        (sp.struct_size, 56 | (n << 32)),
+    ] {
+        let mut old_sp = sp;
+        old_sp.struct_size = sp_size;
+        let mut old_gp = gp;
+        old_gp.struct_size = gp_size;
+        assert_eq!(
+            dpm_generate(m, &old_sp, &old_gp, c_out.as_mut_ptr(), c_out.len()),
+            DPM_ERR_INVALID_ARGUMENT,
+            "{sp_size} {gp_size}"
+        );
+    }
 
     // Host-driven: latents and an init image before the first query, not after.
     sp.strength = 0.5;
@@ -472,7 +488,7 @@ extern "C" fn count_steps(
     s: *const dpm::ffi::sampler::dpm_step_info,
 ) -> i32 {
     // SAFETY: `user` is the test's counter and `s` the step libdpm passes for this call.
-    let (n, s) = unsafe { (&mut *(user as *mut Vec<(u32, usize, f32)>), &*s) };
+    let (n, s) = unsafe { (&mut *(user as *mut Vec<(usize, usize, f32)>), &*s) };
     // SAFETY: x0 holds `len` floats during the callback.
     let x0 = unsafe { std::slice::from_raw_parts(s.x0, s.len) };
     n.push((s.nfe, s.len, x0[0]));
@@ -498,9 +514,9 @@ fn c_step_callback() {
     assert_eq!(dpm_generate_params_init(&mut gp), DPM_OK);
     gp.num_samples = 3;
     gp.batch_size = 2;
-    let mut seen: Vec<(u32, usize, f32)> = vec![];
+    let mut seen: Vec<(usize, usize, f32)> = vec![];
     gp.step = Some(count_steps);
-    gp.user_data = (&mut seen as *mut Vec<(u32, usize, f32)>).cast();
+    gp.user_data = (&mut seen as *mut Vec<(usize, usize, f32)>).cast();
     let mut out = vec![0f32; 6];
     assert_eq!(dpm_generate(m, &sp, &gp, out.as_mut_ptr(), 6), DPM_OK);
     assert_eq!(seen.len(), 40);

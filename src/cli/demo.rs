@@ -59,6 +59,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         true,
         |_, _| false,
     )?;
+    super::train::write_loss_png(&dir, &cfg.network, &r.losses)?;
     let tail = &r.losses[r.losses.len().saturating_sub(100)..];
     println!(
         "trained in {:.1} s ({:.2} ms/step); mean loss of the last 100 steps {:.4}",

@@ -150,13 +150,17 @@ fn train_or_resume(
             std::fs::remove_file(&ck).map_err(io(&ck))?;
         }
     }
-    train::train_to_dir(rt, cfg.clone(), data, dir, true, true, |_, _| false).map_err(|e| match e {
-        Error::InvalidArgument(m) if m.contains("checkpoint") => Error::InvalidArgument(format!(
-            "{m} ({}); run with --fresh to train again",
-            dir.display()
-        )),
-        e => e,
-    })
+    let r =
+        train::train_to_dir(rt, cfg.clone(), data, dir, true, true, |_, _| false).map_err(|e| {
+            match e {
+                Error::InvalidArgument(m) if m.contains("checkpoint") => Error::InvalidArgument(
+                    format!("{m} ({}); run with --fresh to train again", dir.display()),
+                ),
+                e => e,
+            }
+        })?;
+    super::train::write_loss_png(dir, &cfg.network, &r.losses)?;
+    Ok(r)
 }
 
 /// "trained in X s" or "taken from the checkpoint of an earlier report".

@@ -92,6 +92,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     let manifest = train::Manifest::load(&train::models_dir(), &cfg.network)?;
     let data = train::data::open(&cfg, &manifest)?;
     let r = train::train_to_dir(&rt, cfg.clone(), data, &a.out, a.resume, true, |_, _| false)?;
+    write_loss_png(&a.out, &cfg.network, &r.losses)?;
     let tail = &r.losses[r.losses.len().saturating_sub(100)..];
     let mean = tail.iter().sum::<f32>() / tail.len().max(1) as f32;
     println!(
@@ -113,4 +114,13 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         r.checkpoint.display()
     );
     Ok(())
+}
+
+/// Writes `dir/loss.png`, the training loss curve of a run (the library writes loss.csv).
+pub fn write_loss_png(dir: &std::path::Path, network: &str, losses: &[f32]) -> Result<()> {
+    dpm::plot::loss_curve_png(
+        dir.join("loss.png"),
+        losses,
+        &format!("{network} training loss"),
+    )
 }

@@ -82,11 +82,12 @@ pub(crate) fn out<'a, T>(p: *mut T, what: &'static str) -> CResult<&'a mut T> {
     Ok(unsafe { &mut *p })
 }
 
-/// Reads a versioned parameter struct whose first field is `u32 struct_size`. A caller built
-/// against a newer header (a larger struct that begins with these fields) is read up to the
-/// fields this libdpm knows. A smaller size is refused: this is the first version of every
-/// params struct, and a size that cuts a field (a pointer half copied) would be unsafe. When
-/// a struct grows, its earlier sizes become the accepted smaller ones here.
+/// Reads a versioned parameter struct whose first field is `size_t struct_size`. A caller
+/// built against a newer header (a larger struct that begins with these fields) is read up to
+/// the fields this libdpm knows. A smaller size is refused: every params struct changed its
+/// layout in libdpm 0.2 (counts became `size_t`), so no earlier version of one can be read,
+/// and a size that cuts a field (a pointer half copied) would be unsafe. When a struct grows,
+/// its earlier sizes become the accepted smaller ones here ([`params_since`]).
 pub(crate) fn params<T: Copy + Default>(p: *const T, what: &'static str) -> CResult<T> {
     params_since(p, what, &[])
 }
@@ -102,9 +103,14 @@ pub(crate) fn params_since<T: Copy + Default>(
     if p.is_null() {
         return Err(CError::Null(what));
     }
-    // SAFETY: non-NULL; every params struct starts with a u32 struct_size (repr(C)), which the
-    // caller must have set (the _init functions do).
-    let size = unsafe { *(p as *const u32) } as usize;
+    if !p.is_aligned() {
+        return Err(
+            Error::InvalidArgument(format!("{what} is not aligned for its struct type")).into(),
+        );
+    }
+    // SAFETY: non-NULL and aligned (checked); every params struct starts with a size_t
+    // struct_size (repr(C)), which the caller must have set (the _init functions do).
+    let size = unsafe { *(p as *const usize) };
     let full = std::mem::size_of::<T>();
     if earlier.contains(&size) {
         let mut v = T::default();
@@ -167,11 +173,10 @@ pub(crate) fn in_range(v: f64, lo: f64, hi: f64, hi_open: bool, what: &str) -> C
     }
 }
 
-/// A positive count argument.
-pub(crate) fn positive(v: i64, what: &'static str) -> CResult<usize> {
-    if v <= 0 {
-        return Err(Error::InvalidArgument(format!("{what} must be positive, got {v}")).into());
+/// A positive count argument (a `size_t`: it cannot be negative, but it can be 0).
+pub(crate) fn positive(v: usize, what: &'static str) -> CResult<usize> {
+    if v == 0 {
+        return Err(Error::InvalidArgument(format!("{what} must be positive, got 0")).into());
     }
-    usize::try_from(v)
-        .map_err(|_| Error::InvalidArgument(format!("{what} = {v} is too large")).into())
+    Ok(v)
 }

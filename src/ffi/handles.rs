@@ -39,7 +39,7 @@ pub(crate) const PREDICTIONS: &[(i32, Prediction)] = &[
 #[derive(Clone, Copy)]
 pub struct dpm_runtime_params {
     /// `sizeof(dpm_runtime_params)` (set by the init function).
-    pub struct_size: u32,
+    pub struct_size: usize,
     /// `DPM_PROVIDER_CPU` (default) or `DPM_PROVIDER_CUDA`.
     pub provider: i32,
     /// CUDA device ordinal (default 0).
@@ -48,7 +48,7 @@ pub struct dpm_runtime_params {
     pub cpu_fallback: i32,
     /// Threads per operator, 0 = ONNX Runtime's default. A ceiling: capped to the threads the
     /// machine runs at once (`std::thread::available_parallelism`: CPU affinity and quotas).
-    pub intra_threads: i32,
+    pub intra_threads: usize,
     /// Path of libonnxruntime.so, or NULL for the default search (DPM_ORT_LIB, ORT_DYLIB_PATH,
     /// next to libdpm.so, the project's set-up). Only read during the call.
     pub library_path: *const c_char,
@@ -60,7 +60,7 @@ pub struct dpm_runtime_params {
 impl Default for dpm_runtime_params {
     fn default() -> Self {
         Self {
-            struct_size: std::mem::size_of::<Self>() as u32,
+            struct_size: std::mem::size_of::<Self>(),
             provider: DPM_PROVIDER_CPU,
             device_id: 0,
             cpu_fallback: 0,
@@ -154,18 +154,18 @@ pub struct dpm_schedule {
 #[derive(Clone, Copy)]
 pub struct dpm_model_info {
     /// `sizeof(dpm_model_info)`.
-    pub struct_size: u32,
+    pub struct_size: usize,
     /// Number of sample dimensions (x without its batch dimension), at most 4.
-    pub ndim: u32,
+    pub ndim: usize,
     /// Sample shape (first `ndim` entries), e.g. {3, 64, 64} or {2}.
-    pub shape: [u32; 4],
+    pub shape: [usize; 4],
     /// Values per sample (product of the shape).
-    pub dim: u32,
-    /// Nonzero when the model takes class labels.
-    pub conditional: i32,
+    pub dim: usize,
     /// Number of real classes K (labels 1..K; 0 is the null class, which `dpm_generate`
     /// accepts only without guidance), or 0 when unknown.
-    pub num_classes: i32,
+    pub num_classes: usize,
+    /// Nonzero when the model takes class labels.
+    pub conditional: i32,
     /// `DPM_PREDICTION_*` of the model.
     pub prediction: i32,
     /// Nonzero when one time value serves the whole batch.
@@ -177,12 +177,12 @@ pub struct dpm_model_info {
 impl Default for dpm_model_info {
     fn default() -> Self {
         Self {
-            struct_size: std::mem::size_of::<Self>() as u32,
+            struct_size: std::mem::size_of::<Self>(),
             ndim: 0,
             shape: [0; 4],
             dim: 0,
-            conditional: 0,
             num_classes: 0,
+            conditional: 0,
             prediction: 0,
             t_broadcast: 0,
             integer_time: 0,
@@ -329,17 +329,12 @@ pub extern "C" fn dpm_runtime_create(
                 }
             }
         };
-        if p.intra_threads < 0 {
-            return Err(
-                crate::Error::InvalidArgument("params.intra_threads is negative".into()).into(),
-            );
-        }
         let library = opt_cstr(p.library_path, "params.library_path")?.map(PathBuf::from);
         let rt = Runtime::new(&RuntimeOptions {
             library,
             provider,
             cpu_fallback: p.cpu_fallback != 0,
-            intra_threads: p.intra_threads as usize,
+            intra_threads: p.intra_threads,
             spinning: p.spinning != 0,
         })?;
         share(dpm_runtime { rt }, runtime, "runtime")
@@ -395,7 +390,9 @@ pub extern "C" fn dpm_model_load(
     })
 }
 
-/// Describes a model. `info->struct_size` must be set (`sizeof(dpm_model_info)`).
+/// Describes a model. `info->struct_size` must be set (`sizeof(dpm_model_info)`; a larger
+/// struct of a newer header is filled up to the fields this libdpm knows, a smaller one is
+/// refused).
 #[no_mangle]
 pub extern "C" fn dpm_model_get_info(
     model: *const dpm_model,
@@ -408,11 +405,14 @@ pub extern "C" fn dpm_model_get_info(
         |m| store(&h.last_error, m),
         || {
             let dst = out(info, "info")?;
-            let size = dst.struct_size as usize;
-            if size < 8 {
-                return Err(crate::Error::InvalidArgument(
-                    "info->struct_size must be sizeof(dpm_model_info)".into(),
-                )
+            let size = dst.struct_size;
+            // No earlier layout can be written: libdpm 0.2 widened every count to size_t.
+            if size < std::mem::size_of::<dpm_model_info>() {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "info->struct_size = {size} (this libdpm's is {}): set it to \
+                     sizeof(dpm_model_info)",
+                    std::mem::size_of::<dpm_model_info>()
+                ))
                 .into());
             }
             let m = lock_open(&h.model, &h.closed, "model")?;
@@ -425,26 +425,27 @@ pub extern "C" fn dpm_model_get_info(
                 .into());
             }
             let mut v = dpm_model_info {
-                ndim: i.sample_shape.len() as u32,
-                dim: i.dim() as u32,
+                ndim: i.sample_shape.len(),
+                dim: i.dim(),
                 ..Default::default()
             };
             for (d, &s) in v.shape.iter_mut().zip(&i.sample_shape) {
-                *d = s as u32;
+                *d = s;
             }
             v.conditional = i32::from(i.labels_name.is_some());
-            v.num_classes = i.num_classes.unwrap_or(0) as i32;
+            v.num_classes = i.num_classes.unwrap_or(0);
             v.prediction = PREDICTIONS
                 .iter()
                 .find(|p| p.1 == i.prediction)
                 .map_or(0, |p| p.0);
             v.t_broadcast = i32::from(i.t_broadcast);
             v.integer_time = i32::from(i.t_type == TimeType::I64);
-            v.struct_size = size.min(std::mem::size_of::<dpm_model_info>()) as u32;
-            // Write only as much as the caller's struct holds (an older header's is smaller).
-            let n = size.min(std::mem::size_of::<dpm_model_info>());
-            // SAFETY: `dst` points to a caller struct of at least `size` bytes (its struct_size);
-            // we copy at most that many bytes of a plain-data struct.
+            // Our fields only: a newer header's larger struct keeps its later fields as they
+            // are (and its struct_size says how many bytes were written).
+            let n = std::mem::size_of::<dpm_model_info>();
+            v.struct_size = n;
+            // SAFETY: `dst` points to a caller struct of at least `size >= n` bytes (its
+            // struct_size, checked); we copy n bytes of a plain-data struct.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     &v as *const dpm_model_info as *const u8,
@@ -546,16 +547,16 @@ pub extern "C" fn dpm_model_free(model: *mut dpm_model) {
 }
 
 /// A named schedule: "linear" (the reference: betas 1e-4..0.02), "scaled_linear" or "cosine",
-/// with `num_steps` training steps (1000 in the reference).
+/// with `num_steps` training steps (1000 in the reference; 2 to 2^20).
 #[no_mangle]
 pub extern "C" fn dpm_schedule_create(
     name: *const c_char,
-    num_steps: i32,
+    num_steps: usize,
     schedule: *mut *mut dpm_schedule,
 ) -> dpm_status {
     guard0(|| {
         let name = cstr(name, "name")?;
-        let n = super::args::positive(i64::from(num_steps), "num_steps")?;
+        let n = super::args::positive(num_steps, "num_steps")?;
         share(
             dpm_schedule {
                 sched: schedule::named(name, n)?,
@@ -639,10 +640,10 @@ pub extern "C" fn dpm_schedule_eval(
     })
 }
 
-/// Number of training steps N of a schedule, or -1 for NULL.
+/// Number of training steps N of a schedule (at least 2), or 0 for NULL.
 #[no_mangle]
-pub extern "C" fn dpm_schedule_len(schedule: *const dpm_schedule) -> i32 {
-    acquire(schedule, "schedule").map_or(-1, |s| s.sched.len() as i32)
+pub extern "C" fn dpm_schedule_len(schedule: *const dpm_schedule) -> usize {
+    acquire(schedule, "schedule").map_or(0, |s| s.sched.len())
 }
 
 /// Frees a schedule. NULL is a no-op. A call already running with it on another thread keeps

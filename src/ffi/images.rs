@@ -30,16 +30,16 @@ const FORMATS: &[(i32, PixelFormat)] = &[
 fn image_batch<'a>(
     images: *const f32,
     images_len: usize,
-    n: i32,
-    c: i32,
-    h: i32,
-    w: i32,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
 ) -> CResult<(&'a [f32], [usize; 4])> {
     let dims = [
-        positive(n.into(), "n")?,
-        positive(c.into(), "c")?,
-        positive(h.into(), "h")?,
-        positive(w.into(), "w")?,
+        positive(n, "n")?,
+        positive(c, "c")?,
+        positive(h, "h")?,
+        positive(w, "w")?,
     ];
     let [n, c, h, w] = dims;
     if !(c == 1 || c == 3) {
@@ -65,10 +65,10 @@ fn image_batch<'a>(
 pub extern "C" fn dpm_write_pngs(
     images: *const f32,
     images_len: usize,
-    n: i32,
-    c: i32,
-    h: i32,
-    w: i32,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
     dir: *const c_char,
     prefix: *const c_char,
 ) -> dpm_status {
@@ -104,16 +104,16 @@ pub extern "C" fn dpm_write_pngs(
 pub extern "C" fn dpm_write_grid(
     images: *const f32,
     images_len: usize,
-    n: i32,
-    c: i32,
-    h: i32,
-    w: i32,
-    cols: i32,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    cols: usize,
     path: *const c_char,
 ) -> dpm_status {
     guard0(|| {
         let (imgs, [n, c, h, w]) = image_batch(images, images_len, n, c, h, w)?;
-        let cols = positive(cols.into(), "cols")?;
+        let cols = positive(cols, "cols")?;
         crate::imageio::save_grid(path_arg(path, "path")?, imgs, n, c, h, w, cols)?;
         Ok(())
     })
@@ -134,10 +134,10 @@ pub extern "C" fn dpm_write_grid(
 pub extern "C" fn dpm_images_to_pixels(
     images: *const f32,
     images_len: usize,
-    n: i32,
-    c: i32,
-    h: i32,
-    w: i32,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
     format: i32,
     out: *mut u8,
     out_len: usize,
@@ -194,9 +194,10 @@ mod tests {
         assert_eq!(conv(193, 1, 3, 8, 8, &mut px), DPM_ERR_SHAPE);
         assert_eq!(conv(192, 1, 3, 8, 8, &mut px[1..]), DPM_ERR_SHAPE);
         assert_eq!(
-            conv(192, i32::MAX, 3, i32::MAX, i32::MAX, &mut px),
+            conv(192, usize::MAX, 3, usize::MAX, usize::MAX, &mut px),
             DPM_ERR_SHAPE
         );
+        assert_eq!(conv(192, 1, usize::MAX, 8, 8, &mut px), DPM_ERR_SHAPE);
         assert_eq!(conv(192, 0, 3, 8, 8, &mut px), DPM_ERR_INVALID_ARGUMENT);
         assert_eq!(conv(192, 1, 2, 8, 12, &mut px), DPM_ERR_SHAPE);
         let st = dpm_images_to_pixels(null(), 192, 1, 3, 8, 8, DPM_PIXELS_RGBA8, null_mut(), 256);

@@ -68,9 +68,14 @@ pub const DPM_ERR_INTERNAL: dpm_status = 14;
 /// Major version of this header.
 pub const DPM_VERSION_MAJOR: i32 = 0;
 /// Minor version of this header.
-pub const DPM_VERSION_MINOR: i32 = 1;
+pub const DPM_VERSION_MINOR: i32 = 2;
 /// Patch version of this header.
 pub const DPM_VERSION_PATCH: i32 = 0;
+/// This header's version as one number, `MAJOR * 10000 + MINOR * 100 + PATCH` (0.1.0 is 100):
+/// compare it with `dpm_version_number()`, the library's, to find a header and a library
+/// that do not match.
+pub const DPM_VERSION_NUMBER: i32 =
+    DPM_VERSION_MAJOR * 10000 + DPM_VERSION_MINOR * 100 + DPM_VERSION_PATCH;
 
 /// An error on its way out through the C ABI.
 #[derive(Debug)]
@@ -179,6 +184,35 @@ pub extern "C" fn dpm_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
+/// A decimal component of the package version, at compile time (digits only, as Cargo's
+/// `CARGO_PKG_VERSION_*` are).
+const fn version_part(s: &str) -> i32 {
+    let b = s.as_bytes();
+    let mut v = 0;
+    let mut i = 0;
+    while i < b.len() {
+        v = v * 10 + (b[i] - b'0') as i32;
+        i += 1;
+    }
+    v
+}
+
+/// The library's version number, from its package version: `MAJOR * 10000 + MINOR * 100 +
+/// PATCH`.
+const LIBRARY_VERSION_NUMBER: i32 = version_part(env!("CARGO_PKG_VERSION_MAJOR")) * 10000
+    + version_part(env!("CARGO_PKG_VERSION_MINOR")) * 100
+    + version_part(env!("CARGO_PKG_VERSION_PATCH"));
+
+/// libdpm's version as one number, `MAJOR * 10000 + MINOR * 100 + PATCH` (0.1.0 is 100), as
+/// `DPM_VERSION_NUMBER` is for the header. A host checks at start-up that the library it
+/// loaded is the one it was built for: while the version is 0.x the ABI may change with the
+/// minor version (`dpm_version_number() / 100 == DPM_VERSION_NUMBER / 100`), from 1.0 with
+/// the major one (`/ 10000`).
+#[no_mangle]
+pub extern "C" fn dpm_version_number() -> i32 {
+    LIBRARY_VERSION_NUMBER
+}
+
 /// The message of the last failed call on this thread ("" after a successful one). Valid
 /// until the next libdpm call on this thread.
 #[no_mangle]
@@ -209,4 +243,27 @@ pub extern "C" fn dpm_status_name(status: dpm_status) -> *const c_char {
         _ => "DPM_UNKNOWN_STATUS\0",
     };
     s.as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header's version macros are the package's version (Cargo.toml): a release that
+    /// bumps one must bump the other.
+    #[test]
+    fn header_version_is_the_package_version() {
+        let v = format!("{DPM_VERSION_MAJOR}.{DPM_VERSION_MINOR}.{DPM_VERSION_PATCH}");
+        assert_eq!(
+            v,
+            env!("CARGO_PKG_VERSION"),
+            "DPM_VERSION_* in src/ffi/mod.rs"
+        );
+        assert_eq!(dpm_version_number(), DPM_VERSION_NUMBER);
+        // SAFETY (test): dpm_version returns a NUL-terminated static string.
+        let s = unsafe { std::ffi::CStr::from_ptr(dpm_version()) };
+        assert_eq!(s.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+        assert_eq!(version_part("0"), 0);
+        assert_eq!(version_part("17"), 17);
+    }
 }

@@ -4,11 +4,9 @@
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
-use super::args::{
-    cstr, enum_value, finite, in_range, out, params_since, positive, slice, slice_mut,
-};
+use super::args::{cstr, enum_value, finite, in_range, out, params, positive, slice, slice_mut};
 use super::handles::{
     acquire, dpm_model, dpm_schedule, lock_open, release, share, store, thread_token,
     DPM_PREDICTION_FROM_MODEL, PREDICTIONS,
@@ -85,17 +83,17 @@ const CONVENTIONS: &[(i32, Convention)] = &[
 #[derive(Clone, Copy)]
 pub struct dpm_sampler_params {
     /// `sizeof(dpm_sampler_params)` (set by the init functions).
-    pub struct_size: u32,
+    pub struct_size: usize,
     /// `DPM_ALGORITHM_*`.
     pub algorithm: i32,
     /// `DPM_METHOD_*`.
     pub method: i32,
     /// Solver order, 1..3.
     pub order: i32,
-    /// Network evaluations per sample (ignored by the adaptive method).
-    pub nfe: i32,
     /// `DPM_SPACING_*`.
     pub spacing: i32,
+    /// Network evaluations per sample, 1 to 2^20 (ignored by the adaptive method).
+    pub nfe: usize,
     /// Custom spacing: decreasing model times, `num_custom_times` of them (steps + 1). Only
     /// read during the create/generate call.
     pub custom_times: *const f64,
@@ -131,7 +129,7 @@ pub struct dpm_sampler_params {
     /// Threads for the solver's elementwise updates (1). A ceiling: an update runs on at most
     /// the threads the machine runs at once (`std::thread::available_parallelism`) and one
     /// thread per 16384 values (none extra below 65536); the samples do not depend on it.
-    pub threads: i32,
+    pub threads: usize,
     /// img2img strength in (0, 1] (default 1): the run covers the last `strength` of the
     /// time axis, from model time `strength x (N-1)` to 0, with the NFE asked for. The state
     /// there comes from `dpm_generate_params.init_image` or `dpm_sampler_set_init_image`
@@ -139,16 +137,13 @@ pub struct dpm_sampler_params {
     pub strength: f64,
 }
 
-/// The size of `dpm_sampler_params` before `strength` (libdpm 0.1.0).
-const SAMPLER_PARAMS_0_1: usize = std::mem::offset_of!(dpm_sampler_params, strength);
-
 fn from_config(c: &SolverConfig, base: dpm_sampler_params) -> dpm_sampler_params {
     let find = |t: &[(i32, Algorithm)], a| t.iter().find(|x| x.1 == a).map_or(0, |x| x.0);
     dpm_sampler_params {
         algorithm: find(ALGORITHMS, c.algorithm),
         method: METHODS.iter().find(|x| x.1 == c.method).map_or(0, |x| x.0),
         order: c.order as i32,
-        nfe: c.nfe as i32,
+        nfe: c.nfe,
         spacing: SPACINGS
             .iter()
             .find(|x| x.1 == c.spacing.name())
@@ -158,7 +153,7 @@ fn from_config(c: &SolverConfig, base: dpm_sampler_params) -> dpm_sampler_params
         reference_midpoint: i32::from(c.reference_midpoint),
         rtol: c.adaptive.rtol,
         atol: c.adaptive.atol,
-        threads: c.threads as i32,
+        threads: c.threads,
         strength: c.strength,
         ..base
     }
@@ -167,12 +162,12 @@ fn from_config(c: &SolverConfig, base: dpm_sampler_params) -> dpm_sampler_params
 impl Default for dpm_sampler_params {
     fn default() -> Self {
         let base = dpm_sampler_params {
-            struct_size: std::mem::size_of::<Self>() as u32,
+            struct_size: std::mem::size_of::<Self>(),
             algorithm: 0,
             method: 0,
             order: 2,
-            nfe: 20,
             spacing: 0,
+            nfe: 20,
             custom_times: std::ptr::null(),
             num_custom_times: 0,
             eta: 0.0,
@@ -210,12 +205,10 @@ fn to_config(
             Error::InvalidArgument(format!("params.order = {} (valid: 1, 2, 3)", p.order)).into(),
         );
     }
-    if p.nfe < 0 || (p.nfe == 0 && method != Method::Adaptive) {
-        return Err(
-            Error::InvalidArgument(format!("params.nfe = {} must be positive", p.nfe)).into(),
-        );
+    if p.nfe == 0 && method != Method::Adaptive {
+        return Err(Error::InvalidArgument("params.nfe = 0 must be positive".into()).into());
     }
-    let mut c = SolverConfig::new(algorithm, method, p.order as usize, p.nfe as usize);
+    let mut c = SolverConfig::new(algorithm, method, p.order as usize, p.nfe);
     c.spacing = match enum_value(p.spacing, SPACINGS, "params.spacing")? {
         "custom" => {
             let times = slice(p.custom_times, p.num_custom_times, "params.custom_times")?;
@@ -281,7 +274,7 @@ fn to_config(
     });
     c.adaptive.rtol = rtol;
     c.adaptive.atol = atol;
-    c.threads = positive(i64::from(p.threads), "params.threads")?;
+    c.threads = positive(p.threads, "params.threads")?;
     c.strength = finite(p.strength, "params.strength")?;
     if !(c.strength > 0.0 && c.strength <= 1.0) {
         return Err(Error::InvalidArgument(format!(
@@ -324,14 +317,16 @@ pub extern "C" fn dpm_sampler_params_init(params: *mut dpm_sampler_params) -> dp
 pub extern "C" fn dpm_sampler_params_preset(
     params: *mut dpm_sampler_params,
     name: *const c_char,
-    nfe: i32,
+    nfe: usize,
 ) -> dpm_status {
     guard0(|| {
         let name = cstr(name, "name")?;
-        let n = positive(i64::from(nfe), "nfe")?;
+        let n = positive(nfe, "nfe")?;
         let c = SolverConfig::named(name, n)?;
+        // The NFE cap (2^20) at once, rather than at the create or generate call.
+        c.validate()?;
         let p = out(params, "params")?;
-        if (p.struct_size as usize) < std::mem::size_of::<dpm_sampler_params>() {
+        if p.struct_size < std::mem::size_of::<dpm_sampler_params>() {
             return Err(Error::InvalidArgument(
                 "params.struct_size: call dpm_sampler_params_init() first".into(),
             )
@@ -340,6 +335,51 @@ pub extern "C" fn dpm_sampler_params_preset(
         *p = from_config(&c, *p);
         Ok(())
     })
+}
+
+/// The presets as C strings (name, description), made once: static storage for the
+/// pointers `dpm_preset_name` and `dpm_preset_description` hand out.
+fn preset_strings() -> &'static [(CString, CString)] {
+    static PRESETS: OnceLock<Vec<(CString, CString)>> = OnceLock::new();
+    PRESETS.get_or_init(|| {
+        crate::solver::SOLVER_NAMES
+            .iter()
+            .map(|&n| {
+                let d = crate::solver::preset_description(n).unwrap_or_default();
+                (super::c_message(n), super::c_message(d))
+            })
+            .collect()
+    })
+}
+
+/// Number of solver presets (`dpm_preset_name(0 .. count - 1)`).
+#[no_mangle]
+pub extern "C" fn dpm_preset_count() -> usize {
+    crate::solver::SOLVER_NAMES.len()
+}
+
+/// Name of preset `i` ("dpm2", "dpm++2m", ...: what `dpm_sampler_params_preset` takes), or
+/// NULL when `i >= dpm_preset_count()`. Static storage.
+#[no_mangle]
+pub extern "C" fn dpm_preset_name(i: usize) -> *const c_char {
+    catch_unwind(|| {
+        preset_strings()
+            .get(i)
+            .map_or(std::ptr::null(), |p| p.0.as_ptr())
+    })
+    .unwrap_or(std::ptr::null())
+}
+
+/// A one-line description of preset `i`, e.g. "multistep DPM-Solver++(2M) (data
+/// prediction)", or NULL when `i >= dpm_preset_count()`. Static storage.
+#[no_mangle]
+pub extern "C" fn dpm_preset_description(i: usize) -> *const c_char {
+    catch_unwind(|| {
+        preset_strings()
+            .get(i)
+            .map_or(std::ptr::null(), |p| p.1.as_ptr())
+    })
+    .unwrap_or(std::ptr::null())
 }
 
 /// A batch being sampled by a host that runs the model itself (see `dpm_sampler_next`).
@@ -369,11 +409,11 @@ pub struct dpm_query {
     /// Model time (0..N-1, may be fractional), the same for every row.
     pub t: f64,
     /// Rows of the model batch: 2 x batch with guidance (conditional rows first), else batch.
-    pub rows: u32,
+    pub rows: usize,
     /// Values per row.
-    pub dim: u32,
+    pub dim: usize,
     /// Network evaluations so far.
-    pub nfe: u32,
+    pub nfe: usize,
     /// Nonzero when sampling is finished (`x`, `labels` are then NULL).
     pub done: i32,
 }
@@ -388,8 +428,8 @@ pub struct dpm_query {
 pub extern "C" fn dpm_sampler_create(
     schedule: *const dpm_schedule,
     params: *const dpm_sampler_params,
-    batch: i32,
-    dim: i32,
+    batch: usize,
+    dim: usize,
     seed: u64,
     first_index: u64,
     labels: *const i64,
@@ -402,10 +442,10 @@ pub extern "C" fn dpm_sampler_create(
         } else {
             acquire(schedule, "schedule")?.sched.clone()
         };
-        let p = super::args::params_since(params, "params", &[SAMPLER_PARAMS_0_1])?;
+        let p = super::args::params(params, "params")?;
         let (cfg, g) = to_config(&p, None)?;
-        let b = positive(i64::from(batch), "batch")?;
-        let d = positive(i64::from(dim), "dim")?;
+        let b = positive(batch, "batch")?;
+        let d = positive(dim, "dim")?;
         crate::sampler::check_batch(b, d)?;
         let labels = if labels.is_null() {
             None
@@ -456,14 +496,14 @@ pub extern "C" fn dpm_sampler_next(sampler: *mut dpm_sampler, query: *mut dpm_qu
     with_sampler(sampler, |hl| {
         let q = out(query, "query")?;
         let st = &mut hl.sampler;
-        let nfe = st.solver().nfe() as u32;
-        let dim = st.dim() as u32;
+        let nfe = st.solver().nfe();
+        let dim = st.dim();
         *q = match st.query() {
             Some(qq) => dpm_query {
                 x: qq.x.as_ptr(),
                 labels: qq.labels.map_or(std::ptr::null(), <[i64]>::as_ptr),
                 t: qq.t,
-                rows: qq.rows as u32,
+                rows: qq.rows,
                 dim,
                 nfe,
                 done: 0,
@@ -643,15 +683,15 @@ pub extern "C" fn dpm_sampler_free(sampler: *mut dpm_sampler) {
 pub struct dpm_progress {
     /// Samples finished: those before the current batch, and the current batch's too in the
     /// call after its last evaluation (so the run's last call reports all of them).
-    pub samples_done: u32,
+    pub samples_done: usize,
     /// Samples asked for.
-    pub samples_total: u32,
+    pub samples_total: usize,
     /// Index of the current batch.
-    pub batch_index: u32,
+    pub batch_index: usize,
     /// Network evaluations done in the current batch.
-    pub nfe_done: u32,
+    pub nfe_done: usize,
     /// Evaluations the batch will take (0 for adaptive solvers: unknown).
-    pub nfe_total: u32,
+    pub nfe_total: usize,
 }
 
 /// Progress callback: return nonzero to stop the run (`dpm_generate` then returns
@@ -665,15 +705,15 @@ pub type dpm_progress_fn =
 #[derive(Clone, Copy)]
 pub struct dpm_step_info {
     /// Index of the batch.
-    pub batch_index: u32,
+    pub batch_index: usize,
     /// Index of the batch's first sample in the request.
-    pub first_sample: u32,
+    pub first_sample: usize,
     /// Samples in the batch.
-    pub samples: u32,
+    pub samples: usize,
     /// Evaluations done in this batch, this one included (1-based).
-    pub nfe: u32,
+    pub nfe: usize,
     /// Evaluations the batch takes (0 for adaptive solvers: unknown).
-    pub nfe_total: u32,
+    pub nfe_total: usize,
     /// Model time of the evaluation.
     pub t: f64,
     /// The state the network saw: `samples` x values per sample floats.
@@ -695,11 +735,11 @@ pub type dpm_step_fn =
 #[derive(Clone, Copy)]
 pub struct dpm_generate_params {
     /// `sizeof(dpm_generate_params)`.
-    pub struct_size: u32,
+    pub struct_size: usize,
     /// Number of samples (default 1).
-    pub num_samples: u32,
+    pub num_samples: usize,
     /// Samples per model batch (default 16; with guidance the model sees twice as many rows).
-    pub batch_size: u32,
+    pub batch_size: usize,
     /// Seed: sample i is sample `first_index + i` of this seed, whatever the batch size.
     pub seed: u64,
     /// Index of the first sample.
@@ -747,13 +787,10 @@ pub struct dpm_generate_params {
     pub mask_len: usize,
 }
 
-/// The size of `dpm_generate_params` before `latents` and `init_image` (libdpm 0.1.0).
-const GENERATE_PARAMS_0_1: usize = std::mem::offset_of!(dpm_generate_params, latents);
-
 impl Default for dpm_generate_params {
     fn default() -> Self {
         Self {
-            struct_size: std::mem::size_of::<Self>() as u32,
+            struct_size: std::mem::size_of::<Self>(),
             num_samples: 1,
             batch_size: 16,
             seed: 0,
@@ -822,11 +859,11 @@ fn generate(
     // not wait for us. Cleared before the lock is let go (declared after it: dropped first).
     let _runner = Runner::enter(&h.runner);
     let info = m.info().clone();
-    let p = params_since(sampler_params, "sampler_params", &[SAMPLER_PARAMS_0_1])?;
-    let g = params_since(gen, "gen", &[GENERATE_PARAMS_0_1])?;
+    let p = params(sampler_params, "sampler_params")?;
+    let g = params(gen, "gen")?;
     let (cfg, guidance) = to_config(&p, Some(info.prediction))?;
-    let n = positive(i64::from(g.num_samples), "gen.num_samples")?;
-    let bs = positive(i64::from(g.batch_size), "gen.batch_size")?;
+    let n = positive(g.num_samples, "gen.num_samples")?;
+    let bs = positive(g.batch_size, "gen.batch_size")?;
     let dim = info.dim();
     let want = n
         .checked_mul(dim)
@@ -875,11 +912,11 @@ fn generate(
     let mut on_step = |v: &crate::generate::Preview| match g.step {
         Some(f) => {
             let info = dpm_step_info {
-                batch_index: v.batch_index as u32,
-                first_sample: v.first_sample as u32,
-                samples: v.samples as u32,
-                nfe: v.step.nfe as u32,
-                nfe_total: v.step.nfe_total as u32,
+                batch_index: v.batch_index,
+                first_sample: v.first_sample,
+                samples: v.samples,
+                nfe: v.step.nfe,
+                nfe_total: v.step.nfe_total,
                 t: v.step.t,
                 x: v.step.x.as_ptr(),
                 x0: v.step.x0.as_ptr(),
@@ -903,11 +940,11 @@ fn generate(
             match g.progress {
                 Some(f) => {
                     let pr = dpm_progress {
-                        samples_done: p.samples_done as u32,
-                        samples_total: p.samples_total as u32,
-                        batch_index: p.batch_index as u32,
-                        nfe_done: p.nfe_done as u32,
-                        nfe_total: p.nfe_total as u32,
+                        samples_done: p.samples_done,
+                        samples_total: p.samples_total,
+                        batch_index: p.batch_index,
+                        nfe_done: p.nfe_done,
+                        nfe_total: p.nfe_total,
                     };
                     f(g.user_data, &pr) == 0
                 }
@@ -1013,6 +1050,82 @@ mod tests {
         // A call that got its reference before the free but the state after it is refused.
         let e = lock_open(&watch.state, &watch.closed, "sampler").map(|_| ());
         assert!(matches!(e, Err(CError::Lib(Error::State(_)))), "{e:?}");
+    }
+
+    /// The presets from C: each listed name is one `dpm_sampler_params_preset` takes, with its
+    /// description; past the end, NULL.
+    #[test]
+    fn presets_are_listed_with_descriptions() {
+        let n = dpm_preset_count();
+        assert_eq!(n, crate::solver::SOLVER_NAMES.len());
+        for i in 0..n {
+            // SAFETY (test): in range, both are NUL-terminated static strings.
+            let (name, desc) = unsafe {
+                (
+                    std::ffi::CStr::from_ptr(dpm_preset_name(i)),
+                    std::ffi::CStr::from_ptr(dpm_preset_description(i)),
+                )
+            };
+            assert_eq!(name.to_str().unwrap(), crate::solver::SOLVER_NAMES[i]);
+            assert!(desc.to_bytes().len() > 10);
+            let mut p = dpm_sampler_params::default();
+            assert_eq!(dpm_sampler_params_preset(&mut p, name.as_ptr(), 20), DPM_OK);
+        }
+        for i in [n, n + 1, usize::MAX] {
+            assert!(dpm_preset_name(i).is_null() && dpm_preset_description(i).is_null());
+        }
+    }
+
+    /// Counts are size_t: zero and sizes past the caps are refused before anything is
+    /// allocated, whatever their size.
+    #[test]
+    fn sizes_are_checked_against_the_caps() {
+        let p = dpm_sampler_params::default();
+        let create = |p: &dpm_sampler_params, b: usize, d: usize| {
+            let mut s: *mut dpm_sampler = std::ptr::null_mut();
+            let st = dpm_sampler_create(std::ptr::null(), p, b, d, 1, 0, std::ptr::null(), &mut s);
+            dpm_sampler_free(s);
+            st
+        };
+        use crate::ffi::{DPM_ERR_INVALID_ARGUMENT, DPM_ERR_SHAPE};
+        assert_eq!(create(&p, 0, 2), DPM_ERR_INVALID_ARGUMENT);
+        assert_eq!(create(&p, 2, 0), DPM_ERR_INVALID_ARGUMENT);
+        let max_rows = crate::sampler::MAX_ROWS;
+        assert_eq!(create(&p, max_rows + 1, 1), DPM_ERR_SHAPE);
+        assert_eq!(create(&p, 4, usize::MAX), DPM_ERR_SHAPE);
+        assert_eq!(create(&p, usize::MAX, usize::MAX), DPM_ERR_SHAPE);
+        for (nfe, want) in [
+            (0, DPM_ERR_INVALID_ARGUMENT),
+            (crate::solver::config::MAX_NFE + 1, DPM_ERR_INVALID_ARGUMENT),
+            (usize::MAX, DPM_ERR_INVALID_ARGUMENT),
+            (7, DPM_OK),
+        ] {
+            assert_eq!(
+                create(&dpm_sampler_params { nfe, ..p }, 2, 2),
+                want,
+                "nfe {nfe}"
+            );
+        }
+        assert_eq!(
+            create(
+                &dpm_sampler_params {
+                    threads: usize::MAX,
+                    ..p
+                },
+                2,
+                2
+            ),
+            DPM_OK
+        );
+        // The 0.1 header's sizes (another layout) are refused.
+        for struct_size in [136, 144, 136 | 2 << 32] {
+            let old = dpm_sampler_params { struct_size, ..p };
+            assert_eq!(
+                create(&old, 2, 2),
+                DPM_ERR_INVALID_ARGUMENT,
+                "{struct_size}"
+            );
+        }
     }
 
     /// Issue 14, item 13: each query is answered once, and only after the host received it.

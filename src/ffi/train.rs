@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void};
 use std::path::Path;
 
-use super::args::{finite, opt_cstr, params, path_arg, slice_mut};
+use super::args::{self, finite, opt_cstr, path_arg, slice_mut};
 use super::handles::{acquire, dpm_runtime};
 use super::{guard0, CResult};
 use crate::error::Error;
@@ -14,7 +14,7 @@ use crate::train::{self, TrainConfig};
 /// the step's loss; return nonzero to stop (a checkpoint is saved; `dpm_train` then returns
 /// DPM_ERR_CANCELLED and a later call with `resume` continues exactly where it stopped).
 pub type dpm_train_progress_fn =
-    Option<extern "C" fn(user_data: *mut c_void, step: u64, total: u64, loss: f32) -> i32>;
+    Option<extern "C" fn(user_data: *mut c_void, step: usize, total: usize, loss: f32) -> i32>;
 
 /// Options for `dpm_train`. Fill with `dpm_train_params_init`; a field left at 0 (NULL for
 /// strings) keeps the preset's value. Floating-point fields must be finite: NaN and
@@ -23,23 +23,23 @@ pub type dpm_train_progress_fn =
 #[derive(Clone, Copy)]
 pub struct dpm_train_params {
     /// `sizeof(dpm_train_params)`.
-    pub struct_size: u32,
+    pub struct_size: usize,
     /// Preset: "toy2d" (default), "afhq64" or "demo".
     pub preset: *const c_char,
     /// Network: "toy2d", "unet_small", "afhq64".
     pub network: *const c_char,
     /// Data: a 2D set name, "shapes", or "folder:PATH".
     pub data: *const c_char,
-    /// Output folder (checkpoint, loss.csv, loss.png, model/). Required.
+    /// Output folder (checkpoint, loss.csv, model/; the CLI also draws loss.png). Required.
     pub out_dir: *const c_char,
     /// Optimizer steps.
-    pub steps: u64,
-    /// Batch size.
-    pub batch: u32,
+    pub steps: usize,
+    /// Batch size (samples per step), at most 2^24.
+    pub batch: usize,
     /// Learning rate: positive and finite (0 keeps the preset's).
     pub lr: f64,
     /// Warm-up steps.
-    pub warmup: u64,
+    pub warmup: usize,
     /// CFG label dropout probability, below 1 (negative: 0; 0 keeps the preset's). NaN and
     /// infinities are refused.
     pub cfg_dropout: f64,
@@ -49,7 +49,7 @@ pub struct dpm_train_params {
     /// Seed.
     pub seed: u64,
     /// Checkpoint interval in steps.
-    pub checkpoint_every: u64,
+    pub checkpoint_every: usize,
     /// Nonzero: continue from out_dir/checkpoint.dpm when it exists.
     pub resume: i32,
     /// Called after every step; may be NULL.
@@ -61,7 +61,7 @@ pub struct dpm_train_params {
 impl Default for dpm_train_params {
     fn default() -> Self {
         Self {
-            struct_size: std::mem::size_of::<Self>() as u32,
+            struct_size: std::mem::size_of::<Self>(),
             preset: std::ptr::null(),
             network: std::ptr::null(),
             data: std::ptr::null(),
@@ -85,9 +85,16 @@ impl Default for dpm_train_params {
 #[no_mangle]
 pub extern "C" fn dpm_train_params_init(params: *mut dpm_train_params) -> dpm_status {
     guard0(|| {
-        *super::args::out(params, "params")? = dpm_train_params::default();
+        *args::out(params, "params")? = dpm_train_params::default();
         Ok(())
     })
+}
+
+/// A step count as the trainer keeps it (`u64`; a `size_t` always fits on the platforms
+/// libdpm builds for, the check is for any other).
+fn count_u64(v: usize, what: &str) -> CResult<u64> {
+    u64::try_from(v)
+        .map_err(|_| Error::InvalidArgument(format!("{what} = {v} is too large")).into())
 }
 
 /// A finite field below 1 whose negative values mean `negative`.
@@ -111,10 +118,20 @@ fn config(p: &dpm_train_params) -> CResult<TrainConfig> {
         c.data = d.into();
     }
     if p.steps > 0 {
-        c.steps = p.steps;
+        c.steps = count_u64(p.steps, "params.steps")?;
+    }
+    if p.batch > crate::solver::MAX_ROWS {
+        // The field was 32-bit before libdpm 0.2; a size_t can ask for any batch, and
+        // nothing may be allocated from an absurd one.
+        return Err(Error::InvalidArgument(format!(
+            "params.batch = {} is more than the {} samples a batch may hold",
+            p.batch,
+            crate::solver::MAX_ROWS
+        ))
+        .into());
     }
     if p.batch > 0 {
-        c.batch = p.batch as usize;
+        c.batch = p.batch;
     }
     // Every float is checked as given, before a convention (0 = preset, negative = none)
     // could turn NaN into a number: `NaN != 0.0` holds and `NaN.max(0.0)` is 0.
@@ -129,7 +146,7 @@ fn config(p: &dpm_train_params) -> CResult<TrainConfig> {
         c.lr = lr;
     }
     if p.warmup > 0 {
-        c.warmup = p.warmup;
+        c.warmup = count_u64(p.warmup, "params.warmup")?;
     }
     let cfg_dropout = below_one(p.cfg_dropout, "params.cfg_dropout", "0")?;
     if cfg_dropout != 0.0 {
@@ -143,7 +160,7 @@ fn config(p: &dpm_train_params) -> CResult<TrainConfig> {
         c.seed = p.seed;
     }
     if p.checkpoint_every > 0 {
-        c.checkpoint_every = p.checkpoint_every;
+        c.checkpoint_every = count_u64(p.checkpoint_every, "params.checkpoint_every")?;
     }
     c.validate()?;
     Ok(c)
@@ -177,13 +194,13 @@ fn write_model_path(dst: &mut [u8], path: &str) -> CResult<()> {
 #[no_mangle]
 pub extern "C" fn dpm_train(
     runtime: *const dpm_runtime,
-    params_: *const dpm_train_params,
+    params: *const dpm_train_params,
     model_path: *mut c_char,
     model_path_len: usize,
 ) -> dpm_status {
     guard0(|| {
         let rt = acquire(runtime, "runtime")?;
-        let p = params(params_, "params")?;
+        let p = args::params(params, "params")?;
         let out_dir = path_arg(p.out_dir, "params.out_dir")?;
         let dst = slice_mut(model_path as *mut u8, model_path_len, "model_path")?;
         let cfg = config(&p)?;
@@ -201,7 +218,9 @@ pub extern "C" fn dpm_train(
             .into());
         }
         let data = train::data::open(&cfg, &manifest)?;
-        let total = cfg.steps;
+        // The total as the callback gets it (a size_t; `params.steps` came from one, a
+        // preset's count is small).
+        let total = usize::try_from(cfg.steps).unwrap_or(usize::MAX);
         let r = train::train_to_dir(
             &rt.rt,
             cfg,
@@ -210,7 +229,14 @@ pub extern "C" fn dpm_train(
             p.resume != 0,
             false,
             |k, loss| match p.progress {
-                Some(f) => f(p.user_data, k, total, loss) != 0,
+                Some(f) => {
+                    f(
+                        p.user_data,
+                        usize::try_from(k).unwrap_or(usize::MAX),
+                        total,
+                        loss,
+                    ) != 0
+                }
                 None => false,
             },
         )?;
@@ -235,6 +261,26 @@ mod tests {
         assert_eq!(&exact[..25], path.as_bytes());
         assert_eq!(exact[25], 0);
         write_model_path(&mut [], path).unwrap();
+    }
+
+    /// A size_t batch can ask for anything: past the cap it is refused by name.
+    #[test]
+    fn a_batch_past_the_cap_is_refused() {
+        for batch in [crate::solver::MAX_ROWS + 1, usize::MAX] {
+            let p = dpm_train_params {
+                batch,
+                ..Default::default()
+            };
+            let e = config(&p).map(|_| ()).unwrap_err();
+            assert!(e.message().contains("params.batch"), "{}", e.message());
+        }
+        let p = dpm_train_params {
+            batch: 8,
+            steps: 12,
+            ..Default::default()
+        };
+        let c = config(&p).unwrap();
+        assert_eq!((c.batch, c.steps), (8, 12));
     }
 
     /// NaN and infinities are refused, naming the field, before the conventions (0 = the

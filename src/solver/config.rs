@@ -168,6 +168,68 @@ pub const SOLVER_NAMES: &[&str] = &[
     "adaptive23",
 ];
 
+/// One line on each preset of [`SOLVER_NAMES`], in the same order (`dpm solvers`, the C
+/// API's `dpm_preset_description`).
+const PRESET_DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        "ddpm",
+        "ancestral sampling (DDIM eta = 1, posterior variance) on the reference timesteps",
+    ),
+    ("ddim", "DDIM (eta = 0) on the reference timesteps"),
+    (
+        "dpm1",
+        "DPM-Solver-1 on the reference timesteps: the DDIM update by another formula",
+    ),
+    (
+        "dpm2-ref",
+        "the reference DPM-Solver-2: integer timesteps, midpoint time truncated to an integer",
+    ),
+    (
+        "dpm2",
+        "singlestep DPM-Solver-2 (noise prediction), continuous intermediate times",
+    ),
+    (
+        "dpm3",
+        "singlestep DPM-Solver-3 (noise prediction), continuous intermediate times",
+    ),
+    ("dpm2m", "multistep DPM-Solver-2 (noise prediction)"),
+    ("dpm3m", "multistep DPM-Solver-3 (noise prediction)"),
+    (
+        "dpm++1",
+        "singlestep DPM-Solver++ of order 1 (data prediction)",
+    ),
+    ("dpm++2s", "singlestep DPM-Solver++(2S) (data prediction)"),
+    (
+        "dpm++3s",
+        "singlestep DPM-Solver++ of order 3 (data prediction)",
+    ),
+    ("dpm++2m", "multistep DPM-Solver++(2M) (data prediction)"),
+    (
+        "dpm++3m",
+        "multistep DPM-Solver++ of order 3 (data prediction)",
+    ),
+    (
+        "dpm++2m-sde",
+        "SDE-DPM-Solver++(2M): the reverse SDE, multistep, fresh noise each step (eta = 1)",
+    ),
+    (
+        "adaptive12",
+        "adaptive step size, DPM-Solver-12 (rtol, atol)",
+    ),
+    (
+        "adaptive23",
+        "adaptive step size, DPM-Solver-23 (rtol, atol)",
+    ),
+];
+
+/// A one-line description of a preset of [`SOLVER_NAMES`] (`None` for another name).
+pub fn preset_description(name: &str) -> Option<&'static str> {
+    PRESET_DESCRIPTIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| *d)
+}
+
 impl SolverConfig {
     /// A configuration with libdpm's defaults for the given family and order. The default
     /// spacing is time-quadratic: on the exact Gaussian-mixture test bed (`dpm demo`) it gave
@@ -398,5 +460,24 @@ impl SolverConfig {
                     .collect()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every preset has a one-line description, in the order of `SOLVER_NAMES`, and every
+    /// description names a preset.
+    #[test]
+    fn every_preset_has_a_description() {
+        let named: Vec<&str> = PRESET_DESCRIPTIONS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(named, SOLVER_NAMES);
+        for &n in SOLVER_NAMES {
+            let d = preset_description(n).unwrap();
+            assert!(!d.is_empty() && !d.contains(['\n', '\0']), "{n}: {d:?}");
+            SolverConfig::named(n, 20).unwrap().validate().unwrap();
+        }
+        assert_eq!(preset_description("dpm9"), None);
     }
 }

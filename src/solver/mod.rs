@@ -14,7 +14,8 @@ pub mod config;
 pub mod kernels;
 
 pub use config::{
-    AdaptiveParams, Algorithm, Method, Prediction, SolverConfig, Thresholding, SOLVER_NAMES,
+    preset_description, AdaptiveParams, Algorithm, Method, Prediction, SolverConfig, Thresholding,
+    SOLVER_NAMES,
 };
 
 use crate::error::{Error, NonFiniteSource, Result};

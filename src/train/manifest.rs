@@ -95,25 +95,27 @@ pub struct Manifest {
     pub dir: PathBuf,
 }
 
-/// Where the bundled networks live: `DPM_MODELS_DIR`, else `onnx/models` of this source tree,
-/// else `onnx/models` above the executable.
+/// Where the bundled networks live: `DPM_MODELS_DIR`; else the installed layout,
+/// `share/dpm/models` beside the `lib/` holding libdpm.so or the `bin/` holding the executable;
+/// else `onnx/models` of a source tree above the executable (a build in `target/`). All of
+/// them relative to the running binaries: no path of the build machine is compiled in.
 pub fn models_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("DPM_MODELS_DIR").filter(|s| !s.is_empty()) {
         return PathBuf::from(d);
     }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/models");
-    if src.is_dir() {
-        return src;
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|e| {
-            e.ancestors()
-                .skip(1)
-                .map(|a| a.join("onnx/models"))
-                .find(|p| p.is_dir())
-        })
-        .unwrap_or(src)
+    let exe = std::env::current_exe().ok();
+    let installed = crate::dylib::own_library_dir()
+        .into_iter()
+        .chain(exe.as_deref().and_then(Path::parent).map(Path::to_path_buf))
+        .map(|d| d.join("../share/dpm/models"));
+    let source = exe
+        .iter()
+        .flat_map(|e| e.ancestors().skip(1).map(|a| a.join("onnx/models")))
+        .collect::<Vec<_>>();
+    installed
+        .chain(source)
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| PathBuf::from("onnx/models"))
 }
 
 impl Manifest {

@@ -44,7 +44,7 @@ pub fn write_loss_csv(path: &Path, cfg: &TrainConfig, losses: &[f32]) -> Result<
 
 /// Trains `cfg` into `dir` (created if needed): resumes from `dir/checkpoint.dpm` when
 /// `resume` is set and it exists, saves checkpoints every `cfg.checkpoint_every` steps and at
-/// the end, then writes `loss.csv`, `loss.png` and the exported model under `dir/model/` (the
+/// the end, then writes `loss.csv` and the exported model under `dir/model/` (the
 /// EMA weights when kept; the raw weights then under `dir/model_raw/`). Temporary files that a
 /// killed run left in those folders are removed first.
 /// `stop` is polled after every step: returning true stops after saving a checkpoint
@@ -132,12 +132,9 @@ pub fn train_to_dir(
     bar.finish();
     let seconds = t0.elapsed().as_secs_f64();
     tr.checkpoint().save(&ckpt)?;
+    // The loss curve as a plot is the CLI's (`dpm train` writes loss.png): the plotting code
+    // and its font stay out of libdpm.so.
     write_loss_csv(&dir.join("loss.csv"), &cfg, tr.losses())?;
-    crate::plot::loss_curve_png(
-        dir.join("loss.png"),
-        tr.losses(),
-        &format!("{} training loss", cfg.network),
-    )?;
     let model = tr.export(&dir.join("model"))?;
     let model_raw = if tr.has_ema() {
         Some(super::export_model(

@@ -52,8 +52,16 @@ static char *path(const char *name) {
 static dpm_runtime *rt;
 
 static void test_basics(void) {
-    EXPECT(strcmp(dpm_version(), "0.1.0") == 0, "version %s", dpm_version());
-    EXPECT(DPM_VERSION_MAJOR == 0 && DPM_VERSION_MINOR == 1, "version macros");
+    /* The library is the header's version: as a string, as one number, at compile time. */
+    char v[64];
+    snprintf(v, sizeof v, "%d.%d.%d", DPM_VERSION_MAJOR, DPM_VERSION_MINOR, DPM_VERSION_PATCH);
+    EXPECT(strcmp(dpm_version(), v) == 0, "version %s, header %s", dpm_version(), v);
+    EXPECT(DPM_VERSION_NUMBER == DPM_VERSION_MAJOR * 10000 + DPM_VERSION_MINOR * 100 + DPM_VERSION_PATCH,
+           "DPM_VERSION_NUMBER %d", DPM_VERSION_NUMBER);
+    EXPECT(dpm_version_number() == DPM_VERSION_NUMBER, "dpm_version_number() %d, header %d", dpm_version_number(),
+           DPM_VERSION_NUMBER);
+    typedef char version_number_is_a_constant[DPM_VERSION_NUMBER >= 0 ? 1 : -1];
+    EXPECT(sizeof(version_number_is_a_constant) == 1, "DPM_VERSION_NUMBER in a constant expression");
     EXPECT(strcmp(dpm_status_name(DPM_OK), "DPM_OK") == 0, "status name");
     EXPECT(strcmp(dpm_status_name(DPM_ERR_BUSY), "DPM_ERR_BUSY") == 0, "status name");
     EXPECT(strcmp(dpm_status_name(-7), "DPM_UNKNOWN_STATUS") == 0, "unknown status");
@@ -64,6 +72,33 @@ static void test_basics(void) {
     EXPECT(dpm_prediction_name(7) == NULL, "out-of-range prediction name");
     EXPECT(dpm_prediction_from_name("x0") == DPM_PREDICTION_X0, "prediction from name");
     EXPECT(dpm_prediction_from_name("nope") == -2 && dpm_prediction_from_name(NULL) == -2, "unknown prediction");
+}
+
+/* The presets from C: every listed name is one dpm_sampler_params_preset takes, with a
+   one-line description; an index out of range gives NULL. */
+static void test_presets(void) {
+    size_t n = dpm_preset_count();
+    EXPECT(n >= 16, "%zu presets", n);
+    int has_dpm2m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = dpm_preset_name(i), *desc = dpm_preset_description(i);
+        EXPECT(name != NULL && desc != NULL, "preset %zu", i);
+        if (!name || !desc) continue;
+        EXPECT(strlen(desc) > 10 && strchr(desc, '\n') == NULL, "%s: one line: '%s'", name, desc);
+        dpm_sampler_params p;
+        dpm_sampler_params_init(&p);
+        STATUS(dpm_sampler_params_preset(&p, name, 20), DPM_OK);
+        /* Each is a configuration a sampler accepts. */
+        dpm_sampler *s = NULL;
+        STATUS(dpm_sampler_create(NULL, &p, 2, 2, 1, 0, NULL, &s), DPM_OK);
+        dpm_sampler_free(s);
+        for (size_t j = 0; j < i; j++) EXPECT(strcmp(name, dpm_preset_name(j)) != 0, "%s listed twice", name);
+        has_dpm2m |= strcmp(name, "dpm++2m") == 0;
+    }
+    EXPECT(has_dpm2m, "dpm++2m is listed");
+    EXPECT(dpm_preset_name(n) == NULL && dpm_preset_description(n) == NULL, "index %zu: NULL", n);
+    EXPECT(dpm_preset_name(n + 1) == NULL && dpm_preset_description(SIZE_MAX) == NULL, "out of range: NULL");
+    EXPECT(dpm_preset_name(SIZE_MAX) == NULL, "SIZE_MAX: NULL");
 }
 
 static void test_runtime(void) {
@@ -80,7 +115,7 @@ static void test_runtime(void) {
     /* A size that cuts library_path in half (found by fuzzing: the torn pointer crashed). */
     bad = p;
     bad.library_path = "/nonexistent/libonnxruntime.so";
-    bad.struct_size = (uint32_t)(offsetof(dpm_runtime_params, library_path) + 4);
+    bad.struct_size = offsetof(dpm_runtime_params, library_path) + 4;
     STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_INVALID_ARGUMENT);
     EXPECT(r == NULL, "no runtime from a cut struct");
     /* A caller built against a newer, larger header: the known fields are read. */
@@ -94,9 +129,11 @@ static void test_runtime(void) {
     bad = p;
     bad.provider = 9;
     STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_INVALID_ARGUMENT);
+    /* A caller built against the 0.1 header (32-bit counts, a 40-byte struct) is refused. */
     bad = p;
-    bad.intra_threads = -1;
+    bad.struct_size = 40;
     STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(dpm_last_error(), "struct_size") != NULL, "names struct_size: %s", dpm_last_error());
     bad = p;
     bad.library_path = "/nonexistent/libonnxruntime.so";
     STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_RUNTIME_UNAVAILABLE);
@@ -105,6 +142,12 @@ static void test_runtime(void) {
     STATUS(dpm_runtime_create(&p, &rt), DPM_OK);
     EXPECT(rt != NULL && dpm_runtime_provider(rt) == DPM_PROVIDER_CPU, "cpu runtime");
     EXPECT(dpm_runtime_provider(NULL) == -1, "provider of NULL");
+    /* A thread count is a ceiling: (size_t)-1, what -1 becomes, is capped to the machine. */
+    bad = p;
+    bad.intra_threads = (size_t)-1;
+    STATUS(dpm_runtime_create(&bad, &r), DPM_OK);
+    dpm_runtime_free(r);
+    r = NULL;
     bad = p;
     bad.provider = DPM_PROVIDER_CUDA;
     STATUS(dpm_runtime_create(&bad, &r), DPM_ERR_PROVIDER_UNAVAILABLE);
@@ -124,7 +167,10 @@ static void test_schedule(void) {
     STATUS(dpm_schedule_create("linear", 1000, NULL), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_schedule_create("wavy", 1000, &s), DPM_ERR_UNKNOWN_NAME);
     STATUS(dpm_schedule_create("linear", 0, &s), DPM_ERR_INVALID_ARGUMENT);
-    STATUS(dpm_schedule_create("linear", -5, &s), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_schedule_create("linear", 1, &s), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_schedule_create("linear", (size_t)-5, &s), DPM_ERR_INVALID_ARGUMENT); /* a negative int */
+    STATUS(dpm_schedule_create("linear", ((size_t)1 << 20) + 1, &s), DPM_ERR_INVALID_ARGUMENT); /* the cap */
+    EXPECT(s == NULL, "no schedule from a refused size");
     STATUS(dpm_schedule_create("linear", 1000, &s), DPM_OK);
     double a, sg, l;
     STATUS(dpm_schedule_eval(s, 0, &a, &sg, &l), DPM_OK);
@@ -134,7 +180,7 @@ static void test_schedule(void) {
     STATUS(dpm_schedule_eval(s, 1000.5, &a, NULL, NULL), DPM_ERR_INVALID_ARGUMENT);
     STATUS(dpm_schedule_eval(s, NAN, &a, NULL, NULL), DPM_ERR_INVALID_ARGUMENT);
     STATUS(dpm_schedule_eval(NULL, 3, &a, NULL, NULL), DPM_ERR_NULL_ARGUMENT);
-    EXPECT(dpm_schedule_len(s) == 1000 && dpm_schedule_len(NULL) == -1, "len");
+    EXPECT(dpm_schedule_len(s) == 1000 && dpm_schedule_len(NULL) == 0, "len");
     dpm_schedule_free(s);
     STATUS(dpm_schedule_create("cosine", 100, &s), DPM_OK);
     dpm_schedule_free(s);
@@ -210,7 +256,12 @@ static void test_pixels(void) {
     STATUS(dpm_images_to_pixels(img, len, 1, 3, 8, 8, -1, out, out_len), DPM_ERR_INVALID_ARGUMENT);
     STATUS(dpm_images_to_pixels(img, len, 1, 2, 8, 12, DPM_PIXELS_RGBA8, out, 8 * 12 * 4), DPM_ERR_SHAPE);
     STATUS(dpm_images_to_pixels(img, len, 0, 3, 8, 8, DPM_PIXELS_RGBA8, out, out_len), DPM_ERR_INVALID_ARGUMENT);
-    STATUS(dpm_images_to_pixels(img, len, 1, 3, -8, -8, DPM_PIXELS_RGBA8, out, out_len), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_images_to_pixels(img, len, 1, 0, 8, 8, DPM_PIXELS_RGBA8, out, out_len), DPM_ERR_INVALID_ARGUMENT);
+    /* Sizes are size_t: a negative int becomes a huge size, whose product cannot match. */
+    STATUS(dpm_images_to_pixels(img, len, 1, 3, (size_t)-8, (size_t)-8, DPM_PIXELS_RGBA8, out, out_len), DPM_ERR_SHAPE);
+    STATUS(dpm_images_to_pixels(img, len, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, DPM_PIXELS_RGBA8, out, out_len),
+           DPM_ERR_SHAPE);
+    STATUS(dpm_images_to_pixels(img, len, 1, SIZE_MAX, 8, 8, DPM_PIXELS_RGBA8, out, out_len), DPM_ERR_SHAPE);
     ok = 1;
     for (size_t i = 0; i < sizeof out; i++) ok &= out[i] == 0xab;
     EXPECT(ok, "refused calls wrote to out");
@@ -219,23 +270,23 @@ static void test_pixels(void) {
 }
 
 /* eps*(x, t) of N(mu, s^2 I) in 2D, on a schedule. */
-static void gauss_eps(const dpm_schedule *s, const float *x, double t, unsigned rows, float *out) {
+static void gauss_eps(const dpm_schedule *s, const float *x, double t, size_t rows, float *out) {
     double a, sg;
     dpm_schedule_eval(s, t, &a, &sg, NULL);
     double v = a * a * 0.25 + sg * sg;
-    for (unsigned i = 0; i < rows * 2; i++) out[i] = (float)(sg * (x[i] - a * 1.0) / v);
+    for (size_t i = 0; i < rows * 2; i++) out[i] = (float)(sg * (x[i] - a * 1.0) / v);
 }
 
 /* Runs a host-driven batch of `b` 2D samples on the exact Gaussian model into `x`. */
-static dpm_status host_run(const dpm_schedule *sch, const dpm_sampler_params *p, int b, float *x, float *buf) {
+static dpm_status host_run(const dpm_schedule *sch, const dpm_sampler_params *p, size_t b, float *x, float *buf) {
     dpm_sampler *s = NULL;
     dpm_status st = dpm_sampler_create(sch, p, b, 2, 11, 0, NULL, &s);
     dpm_query q;
     while (st == DPM_OK && (st = dpm_sampler_next(s, &q)) == DPM_OK && !q.done) {
         gauss_eps(sch, q.x, q.t, q.rows, buf);
-        st = dpm_sampler_submit(s, buf, (size_t)q.rows * q.dim);
+        st = dpm_sampler_submit(s, buf, q.rows * q.dim);
     }
-    if (st == DPM_OK) st = dpm_sampler_read(s, x, (size_t)b * 2);
+    if (st == DPM_OK) st = dpm_sampler_read(s, x, b * 2);
     dpm_sampler_free(s);
     return st;
 }
@@ -326,6 +377,9 @@ static void test_sampler_threads(void) {
     p.threads = 2147483647;
     STATUS(host_run(sch, &p, B, many, buf), DPM_OK);
     EXPECT(memcmp(one, many, sizeof(float) * B * 2) == 0, "threads = INT_MAX equals threads = 1 bit for bit");
+    p.threads = SIZE_MAX;
+    STATUS(host_run(sch, &p, B, many, buf), DPM_OK);
+    EXPECT(memcmp(one, many, sizeof(float) * B * 2) == 0, "threads = SIZE_MAX equals threads = 1 bit for bit");
     free(one);
     free(many);
     free(buf);
@@ -341,6 +395,9 @@ static void test_sampler(void) {
     STATUS(dpm_sampler_params_preset(&p, NULL, 10), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_sampler_params_preset(NULL, "dpm1", 10), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_sampler_params_preset(&p, "dpm1", 0), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_sampler_params_preset(&p, "dpm1", ((size_t)1 << 20) + 1), DPM_ERR_INVALID_ARGUMENT); /* NFE cap */
+    STATUS(dpm_sampler_params_preset(&p, "dpm1", (size_t)-1), DPM_ERR_INVALID_ARGUMENT); /* a negative int */
+    EXPECT(p.nfe == 20, "a refused preset left nfe = %zu", p.nfe);
     STATUS(dpm_sampler_params_preset(&p, "dpm2-ref", 50), DPM_OK);
     EXPECT(p.algorithm == DPM_ALGORITHM_DPM_SOLVER && p.order == 2 && p.spacing == DPM_SPACING_REFERENCE &&
                p.reference_midpoint == 1 && p.nfe == 50,
@@ -352,7 +409,14 @@ static void test_sampler(void) {
     dpm_schedule_create("linear", 1000, &sch);
     dpm_sampler *s = NULL;
     STATUS(dpm_sampler_create(sch, &p, 0, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
-    STATUS(dpm_sampler_create(sch, &p, 4, -2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_sampler_create(sch, &p, 4, 0, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    /* Sizes against the caps (2^24 rows, 2^28 values): a negative int, now a huge size_t,
+       is refused before anything is allocated. */
+    STATUS(dpm_sampler_create(sch, &p, 4, (size_t)-2, 1, 0, NULL, &s), DPM_ERR_SHAPE);
+    STATUS(dpm_sampler_create(sch, &p, ((size_t)1 << 24) + 1, 1, 1, 0, NULL, &s), DPM_ERR_SHAPE);
+    STATUS(dpm_sampler_create(sch, &p, (size_t)1 << 14, ((size_t)1 << 14) + 1, 1, 0, NULL, &s), DPM_ERR_SHAPE);
+    STATUS(dpm_sampler_create(sch, &p, SIZE_MAX, SIZE_MAX, 1, 0, NULL, &s), DPM_ERR_SHAPE);
+    EXPECT(s == NULL, "no sampler from a refused size");
     STATUS(dpm_sampler_create(sch, NULL, 4, 2, 1, 0, NULL, &s), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_sampler_create(sch, &p, 4, 2, 1, 0, NULL, NULL), DPM_ERR_NULL_ARGUMENT);
     dpm_sampler_params bad = p;
@@ -378,6 +442,19 @@ static void test_sampler(void) {
     STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, lab, &s), DPM_ERR_INVALID_ARGUMENT);
     bad = p;
     bad.threads = 0;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.nfe = ((size_t)1 << 20) + 1; /* over the NFE cap */
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    bad.nfe = SIZE_MAX;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    bad.nfe = 0;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    /* A caller built against the 0.1 header: 144 bytes (136 before `strength`), refused. */
+    bad = p;
+    bad.struct_size = 144;
+    STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
+    bad.struct_size = 136;
     STATUS(dpm_sampler_create(sch, &bad, 4, 2, 1, 0, NULL, &s), DPM_ERR_INVALID_ARGUMENT);
     bad = p;
     bad.thresholding = 1;
@@ -418,13 +495,13 @@ static void test_sampler(void) {
         STATUS(dpm_sampler_next(s, &q), DPM_OK);
         if (q.done) break;
         gauss_eps(sch, q.x, q.t, q.rows, out);
-        dpm_status st = dpm_sampler_submit(s, out, (size_t)q.rows * q.dim);
+        dpm_status st = dpm_sampler_submit(s, out, q.rows * q.dim);
         if (st != DPM_OK) { EXPECT(0, "submit: %s", dpm_last_error()); break; }
         evals++;
         /* A second submit without dpm_sampler_next would answer a query the host never saw:
            refused, and the run does not move (the count of evaluations below says so). */
         if (evals == 1 || evals == 5) {
-            STATUS(dpm_sampler_submit(s, out, (size_t)q.rows * q.dim), DPM_ERR_STATE);
+            STATUS(dpm_sampler_submit(s, out, q.rows * q.dim), DPM_ERR_STATE);
             EXPECT(strstr(dpm_sampler_last_error(s), "dpm_sampler_next") != NULL, "double submit: %s",
                    dpm_sampler_last_error(s));
         }
@@ -485,6 +562,10 @@ static void test_model(void) {
     memset(&info, 0, sizeof info);
     STATUS(dpm_model_get_info(m, &info), DPM_ERR_INVALID_ARGUMENT);
     EXPECT(strlen(dpm_model_last_error(m)) > 0, "model last error");
+    info.struct_size = 48; /* the 0.1 header's dpm_model_info: another layout, refused */
+    STATUS(dpm_model_get_info(m, &info), DPM_ERR_INVALID_ARGUMENT);
+    info.struct_size = sizeof info - 1;
+    STATUS(dpm_model_get_info(m, &info), DPM_ERR_INVALID_ARGUMENT);
     info.struct_size = sizeof info;
     STATUS(dpm_model_get_info(m, NULL), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_model_get_info(NULL, &info), DPM_ERR_NULL_ARGUMENT);
@@ -591,7 +672,9 @@ static void test_model(void) {
     STATUS(dpm_write_grid(img, img_len, 4, 3, 8, 8, 0, f), DPM_ERR_INVALID_ARGUMENT);
     STATUS(dpm_write_grid(img, 4 * 2 * 64, 4, 2, 8, 8, 2, f), DPM_ERR_SHAPE); /* 2 channels */
     STATUS(dpm_write_grid(NULL, img_len, 4, 3, 8, 8, 2, f), DPM_ERR_NULL_ARGUMENT);
-    STATUS(dpm_write_pngs(img, img_len, -1, 3, 8, 8, dir, "s"), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_write_pngs(img, img_len, 0, 3, 8, 8, dir, "s"), DPM_ERR_INVALID_ARGUMENT);
+    STATUS(dpm_write_pngs(img, img_len, (size_t)-1, 3, 8, 8, dir, "s"), DPM_ERR_SHAPE); /* a negative int */
+    STATUS(dpm_write_grid(img, img_len, 4, 3, 8, 8, SIZE_MAX, f), DPM_OK); /* more columns than images */
     STATUS(dpm_write_pngs(img, img_len, 4, 3, 8, 8, "/nonexistent/dir", "s"), DPM_ERR_IO);
     STATUS(dpm_write_pngs(img, img_len, 4, 3, 8, 8, dir, NULL), DPM_ERR_NULL_ARGUMENT);
     /* Found by fuzzing: "" meant the host's current folder, and a prefix could leave `dir`. */
@@ -951,7 +1034,7 @@ static void test_free_while_running(void) {
     EXPECT(g.m == NULL && g.calls == 1, "%ld callbacks", g.calls);
 }
 
-static int32_t stop_at_10(void *user, uint64_t step, uint64_t total, float loss) {
+static int32_t stop_at_10(void *user, size_t step, size_t total, float loss) {
     int *calls = user;
     (*calls)++;
     if (!(total == 30 && loss > 0 && loss < 10)) return 1;
@@ -997,6 +1080,18 @@ static void test_train(void) {
             EXPECT(strstr(dpm_last_error(), names[f]) != NULL, "%s = %f: %s", names[f], bad_values[v],
                    dpm_last_error());
         }
+    }
+    /* A batch beyond the cap (2^24 samples) is refused before anything is allocated. */
+    {
+        dpm_train_params bad = tp;
+        bad.batch = ((size_t)1 << 24) + 1;
+        STATUS(dpm_train(rt, &bad, model, sizeof model), DPM_ERR_INVALID_ARGUMENT);
+        EXPECT(strstr(dpm_last_error(), "params.batch") != NULL, "names the batch: %s", dpm_last_error());
+        bad.batch = SIZE_MAX;
+        STATUS(dpm_train(rt, &bad, model, sizeof model), DPM_ERR_INVALID_ARGUMENT);
+        bad = tp;
+        bad.struct_size = sizeof bad - 8; /* cuts user_data */
+        STATUS(dpm_train(rt, &bad, model, sizeof model), DPM_ERR_INVALID_ARGUMENT);
     }
     EXPECT(calls == 0, "refused calls trained: progress called %d times", calls);
     struct stat sb;
@@ -1116,7 +1211,7 @@ static void test_engine_inputs(void) {
     gp.user_data = &steps;
     gp.batch_size = 4;
     STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_OK);
-    EXPECT(steps == sp.nfe, "%d step callbacks for %d NFE", steps, sp.nfe);
+    EXPECT((size_t)steps == sp.nfe, "%d step callbacks for %zu NFE", steps, sp.nfe);
     steps = 995;
     STATUS(dpm_generate(m, &sp, &gp, out, N * D), DPM_ERR_CANCELLED);
     gp.step = NULL;
@@ -1129,7 +1224,7 @@ static void test_engine_inputs(void) {
     STATUS(dpm_model_set_schedule(m, cos), DPM_OK);
     dpm_schedule_free(cos);
     STATUS(dpm_model_get_schedule(m, &got), DPM_OK);
-    EXPECT(dpm_schedule_len(got) == 500, "schedule length %d", dpm_schedule_len(got));
+    EXPECT(dpm_schedule_len(got) == 500, "schedule length %zu", dpm_schedule_len(got));
     dpm_schedule_free(got);
     dpm_model_free(m);
 
@@ -1157,6 +1252,7 @@ static void test_engine_inputs(void) {
 int main(int argc, char **argv) {
     if (argc > 1) data_dir = argv[1];
     test_basics();
+    test_presets();
     test_runtime();
     if (!rt) {
         fprintf(stderr, "no runtime: %s\n", dpm_last_error());

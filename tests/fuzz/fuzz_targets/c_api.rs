@@ -63,8 +63,20 @@ impl Input<'_> {
     fn i32(&mut self) -> i32 {
         self.i64() as i32
     }
-    fn u32(&mut self) -> u32 {
-        self.i64() as u32
+    /// A count, length or size (`size_t`): small ones, the edges of 32 bits, `(size_t)-1`
+    /// (a negative int passed as one), and arbitrary 64-bit values.
+    fn usize(&mut self) -> usize {
+        match self.u8() % 10 {
+            0 => 0,
+            1 => 1,
+            2 => usize::MAX,
+            3 => i32::MAX as usize,
+            4 => 1 << 32,
+            5 => u32::MAX as usize,
+            6 => u64::from_le_bytes(self.raw()) as usize,
+            7 => 1000,
+            _ => (self.u8() % 32) as usize,
+        }
     }
     fn f64(&mut self) -> f64 {
         match self.u8() % 12 {
@@ -258,11 +270,11 @@ fn or_null<T>(p: Option<*mut T>) -> *mut T {
 
 fn set_sampler_field(p: &mut dpm_sampler_params, inp: &mut Input, times: &[f64]) {
     match inp.u8() % 19 {
-        0 => p.struct_size = inp.u32(),
+        0 => p.struct_size = inp.usize(),
         1 => p.algorithm = inp.i32(),
         2 => p.method = inp.i32(),
         3 => p.order = inp.i32(),
-        4 => p.nfe = inp.i32(),
+        4 => p.nfe = inp.usize(),
         5 => p.spacing = inp.i32(),
         6 => {
             // The custom list stays valid (it lives in `times`); its stated length may not
@@ -281,13 +293,13 @@ fn set_sampler_field(p: &mut dpm_sampler_params, inp: &mut Input, times: &[f64])
         15 => (p.guidance, p.guidance_scale) = (inp.i32(), inp.f64()),
         16 => (p.guidance_convention, p.null_label) = (inp.i32(), inp.i64()),
         17 => p.strength = inp.f64(),
-        _ => p.threads = inp.i32(),
+        _ => p.threads = inp.usize(),
     }
 }
 
 /// Steps of a run that a fuzz input may afford.
 fn affordable(p: &dpm_sampler_params) -> bool {
-    p.method != DPM_METHOD_ADAPTIVE && (0..=64).contains(&p.nfe)
+    p.method != DPM_METHOD_ADAPTIVE && p.nfe <= 64
         || p.method == DPM_METHOD_ADAPTIVE && p.atol >= 1e-4 && p.rtol >= 1e-4
 }
 
@@ -327,7 +339,7 @@ fn run(data: &[u8]) {
                 let name = inp.string(&["linear", "cosine", "scaled_linear", "sigmoid"]);
                 let mut s: *mut dpm_schedule = null_mut();
                 let out = inp.ptr_mut(&mut s);
-                let st = check_status(dpm_schedule_create(cptr(&name), inp.i32(), out));
+                let st = check_status(dpm_schedule_create(cptr(&name), inp.usize(), out));
                 assert_eq!(st == DPM_OK, !s.is_null());
                 if !s.is_null() {
                     h.schedules.push(s);
@@ -388,22 +400,20 @@ fn run(data: &[u8]) {
                 } else {
                     let names = dpm::solver::SOLVER_NAMES;
                     let name = inp.string(names);
-                    check_status(dpm_sampler_params_preset(p, cptr(&name), inp.i32()));
+                    check_status(dpm_sampler_params_preset(p, cptr(&name), inp.usize()));
                 }
             }
             6 => set_sampler_field(&mut sp, &mut inp, &times),
             7 => {
                 let sched = or_null(inp.pick(&h.schedules));
                 let p = inp.ptr(&sp);
-                let (batch, dim) = (inp.i32(), inp.i32());
-                let size = i64::from(batch).saturating_mul(i64::from(dim));
-                if size > BUDGET as i64 && size < 1 << 40 || !affordable(&sp) {
+                let (batch, dim) = (inp.usize(), inp.usize());
+                let size = batch.saturating_mul(dim);
+                if size > BUDGET && size < 1 << 40 || !affordable(&sp) {
                     continue;
                 }
-                let labels: Vec<i64> = (0..batch.clamp(0, 4096))
-                    .map(|i| i64::from(i % 4))
-                    .collect();
-                let lp = if inp.bool() && labels.len() == batch as usize {
+                let labels: Vec<i64> = (0..batch.min(4096)).map(|i| (i % 4) as i64).collect();
+                let lp = if inp.bool() && labels.len() == batch {
                     labels.as_ptr()
                 } else {
                     null()
@@ -434,7 +444,7 @@ fn run(data: &[u8]) {
             9 => {
                 let s = or_null(inp.pick(&h.samplers));
                 let n = match inp.u8() % 3 {
-                    0 => query.rows as usize * query.dim as usize,
+                    0 => query.rows.saturating_mul(query.dim),
                     1 => (inp.u8() as usize) * 8,
                     _ => 0,
                 }
@@ -486,7 +496,7 @@ fn run(data: &[u8]) {
             13 => {
                 let m = or_null(inp.pick(&h.models));
                 let mut info = dpm_model_info {
-                    struct_size: inp.u32(),
+                    struct_size: inp.usize(),
                     ..Default::default()
                 };
                 let ip = inp.ptr_mut(&mut info);
@@ -507,14 +517,14 @@ fn run(data: &[u8]) {
                 check_status(dpm_generate_params_init(p));
             }
             16 => match inp.u8() % 7 {
-                0 => gp.struct_size = inp.u32(),
-                1 => gp.num_samples = inp.u32(),
-                2 => gp.batch_size = inp.u32(),
+                0 => gp.struct_size = inp.usize(),
+                1 => gp.num_samples = inp.usize(),
+                2 => gp.batch_size = inp.usize(),
                 3 => (gp.seed, gp.first_index) = (inp.i64() as u64, inp.i64() as u64),
                 4 => {
-                    let n = (gp.num_samples as usize).min(4096);
+                    let n = gp.num_samples.min(4096);
                     gen_labels = (0..n).map(|_| inp.i64()).collect();
-                    gp.labels = if gen_labels.len() == gp.num_samples as usize {
+                    gp.labels = if gen_labels.len() == gp.num_samples {
                         gen_labels.as_ptr()
                     } else {
                         null()
@@ -531,7 +541,7 @@ fn run(data: &[u8]) {
                     // arbitrary length (the model's size for 2 or 3x8x8 samples, or not).
                     let k = inp.u8() as usize % 4;
                     let per = if inp.bool() { 2 } else { 3 * 8 * 8 };
-                    let exact = i64::from(gp.num_samples.min(64)) * per;
+                    let exact = gp.num_samples.min(64) * per;
                     let len = arbitrary_len(&mut inp, Some(exact), BUDGET);
                     gen_bufs[k] = inp.floats(len);
                     let ptr = if inp.u8() == 255 {
@@ -552,12 +562,12 @@ fn run(data: &[u8]) {
                 if gp.num_samples > 64 || !affordable(&sp) {
                     continue;
                 }
-                if !gp.labels.is_null() && gen_labels.len() != gp.num_samples as usize {
+                if !gp.labels.is_null() && gen_labels.len() != gp.num_samples {
                     gp.labels = null();
                 }
                 let n = match inp.u8() % 3 {
-                    0 => (gp.num_samples as usize) * 2,
-                    1 => (gp.num_samples as usize) * 3 * 8 * 8,
+                    0 => gp.num_samples * 2,
+                    1 => gp.num_samples * 3 * 8 * 8,
                     _ => inp.u8() as usize,
                 }
                 .min(BUDGET);
@@ -573,7 +583,7 @@ fn run(data: &[u8]) {
                 check_status(dpm_cancel(m));
             }
             op @ (18 | 19) => {
-                let dims = (inp.i32(), inp.i32(), inp.i32(), inp.i32());
+                let dims = (inp.usize(), inp.usize(), inp.usize(), inp.usize());
                 let (buf, len) = image_buffer(&mut inp, dims);
                 let ptr = if inp.u8() != 255 {
                     buf.as_ptr()
@@ -611,7 +621,7 @@ fn run(data: &[u8]) {
                         c,
                         hh,
                         w,
-                        inp.i32(),
+                        inp.usize(),
                         cptr(&path),
                     ));
                 }
@@ -622,15 +632,32 @@ fn run(data: &[u8]) {
                 let name = inp.string(&["eps", "x0", "v", "epsilon"]);
                 let _ = dpm_prediction_from_name(cptr(&name));
                 check_text(dpm_version());
+                assert_eq!(dpm_version_number(), DPM_VERSION_NUMBER);
                 check_text(dpm_last_error());
+                // Presets: every index in range has a name the preset call takes and a
+                // description; any other index is NULL.
+                let i = inp.usize();
+                let (name, desc) = (dpm_preset_name(i), dpm_preset_description(i));
+                assert_eq!(name.is_null(), i >= dpm_preset_count());
+                assert_eq!(desc.is_null(), name.is_null());
+                check_text(name);
+                check_text(desc);
+                if !name.is_null() {
+                    let mut p = dpm_sampler_params::default();
+                    assert_eq!(dpm_sampler_params_preset(&mut p, name, 20), DPM_OK);
+                }
             }
             21 => {
                 let mut p = dpm_runtime_params::default();
                 dpm_runtime_params_init(&mut p);
-                p.struct_size = if inp.bool() { p.struct_size } else { inp.u32() };
+                p.struct_size = if inp.bool() {
+                    p.struct_size
+                } else {
+                    inp.usize()
+                };
                 p.provider = inp.i32();
                 p.cpu_fallback = inp.i32();
-                p.intra_threads = inp.i32();
+                p.intra_threads = inp.usize();
                 let lib = inp.string(&["/nonexistent/libonnxruntime.so", "/bin/ls"]);
                 p.library_path = cptr(&lib);
                 let mut r = null_mut();
@@ -653,8 +680,8 @@ fn run(data: &[u8]) {
                 // instead of training for real.
                 let out = CString::new("/proc/self/dpm-fuzz/train").ok();
                 p.out_dir = if inp.bool() { cptr(&out) } else { null() };
-                p.steps = inp.i64() as u64;
-                p.batch = inp.u32();
+                p.steps = inp.usize();
+                p.batch = inp.usize();
                 p.lr = inp.f64();
                 let mut path = vec![0 as c_char; (inp.u8() % 8) as usize];
                 let pp = if path.is_empty() {
@@ -672,7 +699,7 @@ fn run(data: &[u8]) {
             25 => {
                 // Host-driven initial state, img2img and inpainting, in any order.
                 let s = or_null(inp.pick(&h.samplers));
-                let exact = i64::from(inp.u8() % 8) * 2;
+                let exact = usize::from(inp.u8() % 8) * 2;
                 for b in host_bufs.iter_mut() {
                     let len = arbitrary_len(&mut inp, Some(exact), 4096);
                     *b = inp.floats(len);
@@ -691,7 +718,7 @@ fn run(data: &[u8]) {
                 check_status(dpm_model_set_schedule(m, sc));
             }
             _ => {
-                let dims = (inp.i32(), inp.i32(), inp.i32(), inp.i32());
+                let dims = (inp.usize(), inp.usize(), inp.usize(), inp.usize());
                 let (buf, len) = image_buffer(&mut inp, dims);
                 let ptr = if inp.u8() != 255 {
                     buf.as_ptr()
@@ -705,14 +732,12 @@ fn run(data: &[u8]) {
                     2 => DPM_PIXELS_GRAY8,
                     _ => inp.i32(),
                 };
-                let bpp: i64 = match format {
+                let bpp: usize = match format {
                     DPM_PIXELS_RGBA8 => 4,
                     DPM_PIXELS_RGB8 => 3,
                     _ => 1,
                 };
-                let exact = [n, hh, w]
-                    .iter()
-                    .try_fold(bpp, |a, &v| a.checked_mul(i64::from(v)));
+                let exact = [n, hh, w].iter().try_fold(bpp, |a, &v| a.checked_mul(v));
                 // An arbitrary length, and a buffer that really has it.
                 let out_len = arbitrary_len(&mut inp, exact, 4 * BUDGET);
                 let mut out = vec![0x5au8; out_len];
@@ -734,10 +759,8 @@ fn run(data: &[u8]) {
 
 /// A length for a caller buffer: the one the call needs (`exact`, when it is a length at all
 /// and at most `cap`), one off either way, or an arbitrary one. Never more than `cap + 1`.
-fn arbitrary_len(inp: &mut Input, exact: Option<i64>, cap: usize) -> usize {
-    let exact = exact
-        .and_then(|e| usize::try_from(e).ok())
-        .filter(|&e| e <= cap);
+fn arbitrary_len(inp: &mut Input, exact: Option<usize>, cap: usize) -> usize {
+    let exact = exact.filter(|&e| e <= cap);
     match inp.u8() % 4 {
         0 => exact.unwrap_or(0),
         1 => exact.map_or(1, |e| e + 1),
@@ -749,10 +772,10 @@ fn arbitrary_len(inp: &mut Input, exact: Option<i64>, cap: usize) -> usize {
 /// An image batch of arbitrary dimensions with an arbitrary stated length, held by a buffer
 /// that really has that length (the contract a C host keeps): dimensions far beyond it, such
 /// as 4096 x 4096 on a few floats, must be refused, not read.
-fn image_buffer(inp: &mut Input, (n, c, h, w): (i32, i32, i32, i32)) -> (Vec<f32>, usize) {
+fn image_buffer(inp: &mut Input, (n, c, h, w): (usize, usize, usize, usize)) -> (Vec<f32>, usize) {
     let exact = [n, c, h, w]
         .iter()
-        .try_fold(1i64, |a, &v| a.checked_mul(i64::from(v)));
+        .try_fold(1usize, |a, &v| a.checked_mul(v));
     let len = arbitrary_len(inp, exact, 4096);
     (inp.floats(len), len)
 }
