@@ -414,6 +414,20 @@ with scripts/setup-gpu (onnxruntime-gpu 1.31.1 from PyPI) and point DPM_ORT_LIB 
 mod tests {
     use super::*;
 
+    /// Each candidate file is listed once, so a failed search reports each place once (that
+    /// no build-machine path is compiled in is checked on the installed library by
+    /// tests/system_library.rs).
+    #[test]
+    fn candidates_are_unique() {
+        let c = candidates(Some(Path::new("/x/libonnxruntime.so")));
+        let mut paths: Vec<_> = c.iter().map(|(_, p)| p.clone()).collect();
+        let n = paths.len();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), n, "{c:?}");
+        assert!(n > 4);
+    }
+
     /// The probe model is a valid ONNX model: a CPU session of it runs and copies its input.
     #[test]
     fn probe_model_runs_on_the_cpu() {
