@@ -55,6 +55,25 @@ fn gmm_run(
     (s.x().to_vec(), times)
 }
 
+/// A C runtime and a model loaded through the C API.
+fn c_load(
+    path: &Path,
+) -> (
+    *mut dpm::ffi::handles::dpm_runtime,
+    *mut dpm::ffi::handles::dpm_model,
+) {
+    use dpm::ffi::handles::*;
+    use dpm::ffi::DPM_OK;
+    let mut rp = dpm_runtime_params::default();
+    assert_eq!(dpm_runtime_params_init(&mut rp), DPM_OK);
+    let mut crt: *mut dpm_runtime = std::ptr::null_mut();
+    assert_eq!(dpm_runtime_create(&rp, &mut crt), DPM_OK);
+    let path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let mut m: *mut dpm_model = std::ptr::null_mut();
+    assert_eq!(dpm_model_load(crt, path.as_ptr(), &mut m), DPM_OK);
+    (crt, m)
+}
+
 fn with_strength(name: &str, nfe: usize, strength: f64) -> SolverConfig {
     let mut c = SolverConfig::named(name, nfe).unwrap();
     c.strength = strength;
@@ -237,13 +256,7 @@ fn c_api_latents_and_img2img() {
     use dpm::ffi::handles::*;
     use dpm::ffi::sampler::*;
     use dpm::ffi::{DPM_ERR_INVALID_ARGUMENT, DPM_ERR_SHAPE, DPM_ERR_STATE, DPM_OK};
-    let mut rp = dpm_runtime_params::default();
-    assert_eq!(dpm_runtime_params_init(&mut rp), DPM_OK);
-    let mut crt: *mut dpm_runtime = std::ptr::null_mut();
-    assert_eq!(dpm_runtime_create(&rp, &mut crt), DPM_OK);
-    let path = std::ffi::CString::new(data("affine2d.onnx").to_str().unwrap()).unwrap();
-    let mut m: *mut dpm_model = std::ptr::null_mut();
-    assert_eq!(dpm_model_load(crt, path.as_ptr(), &mut m), DPM_OK);
+    let (crt, m) = c_load(&data("affine2d.onnx"));
     let n = 6usize;
     let latents: Vec<f32> = (0..2 * n).map(|i| (i as f32 * 0.37).sin()).collect();
     let image: Vec<f32> = (0..2 * n).map(|i| (i as f32 * 0.11).cos()).collect();
@@ -501,13 +514,7 @@ fn c_step_callback() {
     use dpm::ffi::handles::*;
     use dpm::ffi::sampler::*;
     use dpm::ffi::DPM_OK;
-    let mut rp = dpm_runtime_params::default();
-    assert_eq!(dpm_runtime_params_init(&mut rp), DPM_OK);
-    let mut crt: *mut dpm_runtime = std::ptr::null_mut();
-    assert_eq!(dpm_runtime_create(&rp, &mut crt), DPM_OK);
-    let path = std::ffi::CString::new(data("affine2d.onnx").to_str().unwrap()).unwrap();
-    let mut m: *mut dpm_model = std::ptr::null_mut();
-    assert_eq!(dpm_model_load(crt, path.as_ptr(), &mut m), DPM_OK);
+    let (crt, m) = c_load(&data("affine2d.onnx"));
     let mut sp = dpm_sampler_params::default();
     assert_eq!(dpm_sampler_params_init(&mut sp), DPM_OK);
     let mut gp = dpm_generate_params::default();
@@ -568,13 +575,7 @@ fn the_caller_sets_the_schedule_of_a_model_without_metadata() {
     // C: set, then get gives the caller's schedule.
     use dpm::ffi::handles::*;
     use dpm::ffi::{DPM_ERR_NULL_ARGUMENT, DPM_OK};
-    let mut rp = dpm_runtime_params::default();
-    assert_eq!(dpm_runtime_params_init(&mut rp), DPM_OK);
-    let mut crt: *mut dpm_runtime = std::ptr::null_mut();
-    assert_eq!(dpm_runtime_create(&rp, &mut crt), DPM_OK);
-    let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    let mut m: *mut dpm_model = std::ptr::null_mut();
-    assert_eq!(dpm_model_load(crt, cpath.as_ptr(), &mut m), DPM_OK);
+    let (crt, m) = c_load(&path);
     let mut cs: *mut dpm_schedule = std::ptr::null_mut();
     assert_eq!(
         dpm_schedule_create(c"cosine".as_ptr(), 500, &mut cs),
