@@ -184,7 +184,11 @@ impl OnnxModel {
                 req.num
             )));
         }
-        for (what, v) in [("latents", req.latents), ("init_image", req.init_image)] {
+        for (what, v) in [
+            ("latents", req.latents),
+            ("init_image", req.init_image),
+            ("known image", req.known),
+        ] {
             if let Some(v) = v.filter(|v| v.len() != want) {
                 return Err(Error::Shape(format!(
                     "{what} holds {} values; {} samples of {dim} need {want}",
@@ -212,13 +216,6 @@ impl OnnxModel {
                 ))
             }
         };
-        if let Some(k) = req.known.filter(|k| k.len() != want) {
-            return Err(Error::Shape(format!(
-                "known image holds {} values; {} samples of {dim} need {want}",
-                k.len(),
-                req.num
-            )));
-        }
         let sched = self.schedule()?;
         let (batch, fixed) = batch_for(&info, req)?;
         let mut first = 0usize;
@@ -230,23 +227,10 @@ impl OnnxModel {
             // rows change nothing in the real ones) and the extra rows are dropped.
             let run_rows = if fixed { batch } else { rows };
             let ids = SampleIds::range(req.seed, req.first_index + first as u64, run_rows);
-            let padded: Option<Vec<i64>> = req.labels.map(|l| {
-                let mut v = l[first..first + rows].to_vec();
-                let last = v.last().copied().unwrap_or(0);
-                v.resize(run_rows, last);
-                v
-            });
+            let padded = req.labels.map(|l| batch_rows(l, 1, first, rows, run_rows));
             let labels = padded.as_deref();
             let mut s = Sampler::new(req.solver.clone(), &sched, dim, &ids, labels, req.guidance)?;
-            // Caller rows for this batch, topped up like the labels for a fixed-batch model.
-            let rows_of = |v: &[f32]| {
-                let mut r = v[first * dim..(first + rows) * dim].to_vec();
-                let last = r[(rows - 1) * dim..].to_vec();
-                for _ in rows..run_rows {
-                    r.extend_from_slice(&last);
-                }
-                r
-            };
+            let rows_of = |v: &[f32]| batch_rows(v, dim, first, rows, run_rows);
             if let Some(l) = req.latents {
                 s.set_state(&rows_of(l))?;
             }
@@ -294,6 +278,23 @@ impl OnnxModel {
         }
         Ok(())
     }
+}
+
+/// The caller's rows `first..first + rows` of `v` (`width` values each), topped up to
+/// `run_rows` with copies of the last row (a fixed-batch model's extra rows, dropped later).
+fn batch_rows<T: Clone>(
+    v: &[T],
+    width: usize,
+    first: usize,
+    rows: usize,
+    run_rows: usize,
+) -> Vec<T> {
+    let mut r = v[first * width..(first + rows) * width].to_vec();
+    let last = r[(rows - 1) * width..].to_vec();
+    for _ in rows..run_rows {
+        r.extend_from_slice(&last);
+    }
+    r
 }
 
 /// Samples per batch for a request: the request's, or the one a model with a fixed batch

@@ -193,11 +193,7 @@ impl Sampler {
         if let Some(i) = mask.iter().position(|m| !(0.0..=1.0).contains(m)) {
             return invalid(format!("mask value {i} = {} is outside [0, 1]", mask[i]));
         }
-        if self.solver.nfe() > 0 {
-            return Err(Error::State(
-                "inpainting can only be set before the first evaluation".into(),
-            ));
-        }
+        self.solver.ensure_not_started("inpainting")?;
         let keys = self.solver.noise_keys();
         if keys.seeds.len() != self.solver.rows() || keys.samples.len() != self.solver.rows() {
             return invalid("inpainting needs a seed and sample index for every row");
@@ -298,12 +294,7 @@ impl Sampler {
         let t = self.solver.start_time();
         if self.solver.config().strength >= 1.0 {
             // The image goes unused; the call is still refused once the run has begun.
-            if self.solver.nfe() > 0 {
-                return Err(Error::State(
-                    "the initial state can only be set before the first evaluation".into(),
-                ));
-            }
-            return Ok(());
+            return self.solver.ensure_not_started("the initial state");
         }
         let sched = self.solver.schedule();
         let (a, s) = (sched.alpha(t) as f32, sched.sigma(t) as f32);

@@ -83,9 +83,7 @@ fn with_strength(name: &str, nfe: usize, strength: f64) -> SolverConfig {
 /// The seeded noise of samples `first..first + n` of `seed` (what the sampler starts from).
 fn seeded_noise(seed: u64, first: u64, n: usize, dim: usize) -> Vec<f32> {
     let mut v = vec![0f32; n * dim];
-    for (r, row) in v.chunks_mut(dim).enumerate() {
-        dpm::rng::fill_normal(seed, first + r as u64, 0, row);
-    }
+    dpm::rng::fill_normal_rows(seed, first, 0, dim, &mut v);
     v
 }
 

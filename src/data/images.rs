@@ -246,7 +246,7 @@ fn class_dirs(root: &Path) -> Result<Vec<(String, PathBuf)>> {
 }
 
 /// Image files of `dir`, sorted by file name.
-fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(sorted_entries(dir)?
         .into_iter()
         .filter(|(name, _, is_dir)| !*is_dir && is_image_name(name))

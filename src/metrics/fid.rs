@@ -1063,21 +1063,8 @@ fn widest_image(dir: &Path) -> Result<usize> {
 
 /// The image files (.png/.jpg/.jpeg) of a flat folder, sorted; at least one.
 fn image_paths(dir: &Path) -> Result<Vec<PathBuf>> {
-    let io = |e: std::io::Error| Error::Io {
-        path: dir.into(),
-        source: e,
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
-                    matches!(x.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
-                })
-        })
-        .collect();
-    files.sort();
+    // The very files `load_flat_folder` loads, so the side comes from what is measured.
+    let files = crate::data::images::image_files(dir)?;
     if files.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "{} holds no .png/.jpg/.jpeg image",

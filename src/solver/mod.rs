@@ -231,14 +231,21 @@ impl Solver {
         }
     }
 
+    /// A state error naming `what` once the run has taken an evaluation: what sets up the
+    /// start (latents, an init image, inpainting) must come before.
+    pub fn ensure_not_started(&self, what: &str) -> Result<()> {
+        if self.nfe > 0 || self.step > 0 || self.stage > 0 {
+            return Err(Error::State(format!(
+                "{what} can only be set before the first evaluation"
+            )));
+        }
+        Ok(())
+    }
+
     /// Replaces the initial state before the first model evaluation (caller latents, or an
     /// image noised to the start time). Later it is a state error: the run has moved on.
     pub fn set_initial(&mut self, x: &[f32]) -> Result<()> {
-        if self.nfe > 0 || self.step > 0 || self.stage > 0 {
-            return Err(Error::State(
-                "the initial state can only be set before the first evaluation".into(),
-            ));
-        }
+        self.ensure_not_started("the initial state")?;
         if x.len() != self.x.len() {
             return Err(Error::Shape(format!(
                 "initial state has {} values, expected {}",
