@@ -6,6 +6,27 @@
 //! is the initial noise x_T, stream `k >= 1` the noise injected by solver step `k - 1`; other
 //! subsystems (training) use their own stream tags.
 
+/// Per-row identity of a batch's samples: row `r` is sample `samples[r]` of seed `seeds[r]`.
+/// Its initial noise and its ancestral noise depend on nothing else, so samples do not depend
+/// on how they are batched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SampleIds {
+    /// Seed of each row.
+    pub seeds: Vec<u64>,
+    /// Sample index of each row.
+    pub samples: Vec<u64>,
+}
+
+impl SampleIds {
+    /// Rows `first..first + rows` of one seed (sample indices wrap around at 2^64).
+    pub fn range(seed: u64, first: u64, rows: usize) -> Self {
+        Self {
+            seeds: vec![seed; rows],
+            samples: (0..rows as u64).map(|i| first.wrapping_add(i)).collect(),
+        }
+    }
+}
+
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;
 const W0: u32 = 0x9E37_79B9;

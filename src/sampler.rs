@@ -10,27 +10,9 @@ use crate::error::{invalid, Error, Result};
 use crate::guidance::Guidance;
 use crate::rng;
 use crate::schedule::Schedule;
-use crate::solver::{NoiseKeys, Solver, SolverConfig};
+use crate::solver::{Solver, SolverConfig};
 
-/// Per-row identity of the samples: row `r` is sample `samples[r]` of seed `seeds[r]`. Its
-/// initial noise and ancestral noise depend on nothing else.
-#[derive(Debug, Clone)]
-pub struct SampleIds {
-    /// Seed of each row.
-    pub seeds: Vec<u64>,
-    /// Sample index of each row.
-    pub samples: Vec<u64>,
-}
-
-impl SampleIds {
-    /// Rows `first..first + rows` of one seed (sample indices wrap around at 2^64).
-    pub fn range(seed: u64, first: u64, rows: usize) -> Self {
-        Self {
-            seeds: vec![seed; rows],
-            samples: (0..rows as u64).map(|i| first.wrapping_add(i)).collect(),
-        }
-    }
-}
+pub use crate::rng::SampleIds;
 
 pub use crate::solver::{check_batch, MAX_BATCH_VALUES, MAX_ROWS};
 
@@ -108,11 +90,7 @@ impl Sampler {
         for (r, row) in x.chunks_mut(dim).enumerate() {
             rng::fill_normal(ids.seeds[r], ids.samples[r], 0, row);
         }
-        let noise = NoiseKeys {
-            seeds: ids.seeds.clone(),
-            samples: ids.samples.clone(),
-        };
-        Self::with_initial(cfg, sched, dim, &x, noise, labels, guidance)
+        Self::with_initial(cfg, sched, dim, &x, ids.clone(), labels, guidance)
     }
 
     /// Like [`Sampler::new`] from a given initial state `x_init` (`rows * dim` values).
@@ -121,7 +99,7 @@ impl Sampler {
         sched: &Schedule,
         dim: usize,
         x_init: &[f32],
-        noise: NoiseKeys,
+        noise: SampleIds,
         labels: Option<&[i64]>,
         guidance: Option<Guidance>,
     ) -> Result<Self> {

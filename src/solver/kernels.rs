@@ -44,11 +44,15 @@ fn par_chunks(out: &mut [f32], threads: usize, f: impl Fn(usize, &mut [f32]) + S
     });
 }
 
-/// The terms with a nonzero weight (at most 3), without allocating.
-fn nonzero<'a>(terms: &[(f32, &'a [f32])]) -> ([(f32, &'a [f32]); 3], usize) {
-    let mut buf: [(f32, &[f32]); 3] = [(0.0, &[]); 3];
+/// Most terms one update combines (the widest stepper, UniPC-3 with its corrector, has 4).
+pub const MAX_TERMS: usize = 6;
+
+/// The terms with a nonzero weight (at most [`MAX_TERMS`]), without allocating.
+fn nonzero<'a>(terms: &[(f32, &'a [f32])]) -> ([(f32, &'a [f32]); MAX_TERMS], usize) {
+    debug_assert!(terms.iter().filter(|t| t.0 != 0.0).count() <= MAX_TERMS);
+    let mut buf: [(f32, &[f32]); MAX_TERMS] = [(0.0, &[]); MAX_TERMS];
     let mut k = 0;
-    for &t in terms.iter().filter(|t| t.0 != 0.0).take(3) {
+    for &t in terms.iter().filter(|t| t.0 != 0.0).take(MAX_TERMS) {
         buf[k] = t;
         k += 1;
     }
