@@ -76,6 +76,9 @@
 // DPM-Solver++ (data prediction).
 #define DPM_ALGORITHM_DPM_SOLVER_PP 3
 
+// iPNDM (multistep, order 1-4, noise prediction).
+#define DPM_ALGORITHM_IPNDM 4
+
 // Singlestep: `order` evaluations per step.
 #define DPM_METHOD_SINGLESTEP 0
 
@@ -97,8 +100,24 @@
 // Uniform in the square root of time.
 #define DPM_SPACING_TIME_QUADRATIC 3
 
-// The caller's list (`custom_times`, `num_custom_times` = steps + 1).
+// The caller's list (`custom_times`, `num_custom_times` = steps + 1); tuned times from
+// `dpm tune-steps` go here.
 #define DPM_SPACING_CUSTOM 4
+
+// Karras et al. (EDM): uniform in (sigma/alpha)^(1/7).
+#define DPM_SPACING_EDM 5
+
+// Uniform in atan(sigma/alpha): the closed-form KL-optimal ("Align Your Steps") spacing.
+#define DPM_SPACING_KL_OPTIMAL 6
+
+// No UniPC predictor / corrector.
+#define DPM_UNIPC_NONE 0
+
+// UniPC with B(h) = h.
+#define DPM_UNIPC_BH1 1
+
+// UniPC with B(h) = e^h - 1.
+#define DPM_UNIPC_BH2 2
 
 // Guidance `(1 + w) cond - w null` (the reference; w = 7.5).
 #define DPM_GUIDANCE_HO 0
@@ -175,7 +194,7 @@ typedef struct dpm_model_info {
 } dpm_model_info;
 
 // Everything that defines how samples are drawn. Fill with `dpm_sampler_params_init`
-// (DPM-Solver-2, 20 NFE, no guidance) or `dpm_sampler_params_preset`, then adjust. Every
+// (the `auto` preset at 20 NFE, no guidance) or `dpm_sampler_params_preset`, then adjust. Every
 // floating-point field (and every custom time) must be finite, whether the solver uses it
 // or not: NaN and infinities are refused with DPM_ERR_INVALID_ARGUMENT naming the field.
 typedef struct dpm_sampler_params {
@@ -185,7 +204,7 @@ typedef struct dpm_sampler_params {
   int32_t algorithm;
   // `DPM_METHOD_*`.
   int32_t method;
-  // Solver order, 1..3.
+  // Solver order, 1..3 (iPNDM: 1..4).
   int32_t order;
   // `DPM_SPACING_*`.
   int32_t spacing;
@@ -232,6 +251,12 @@ typedef struct dpm_sampler_params {
   // there comes from `dpm_generate_params.init_image` or `dpm_sampler_set_init_image`
   // (or `dpm_sampler_set_state`).
   double strength;
+  // Multistep DPM-Solver(++): `DPM_UNIPC_BH1`/`_BH2` takes UniPC's UniP predictor instead
+  // of DPM-Solver's formula (`DPM_UNIPC_NONE`, the default).
+  int32_t unip;
+  // Multistep DPM-Solver(++): `DPM_UNIPC_BH1`/`_BH2` corrects every step but the last with
+  // UniC (no extra evaluation; one order more), `DPM_UNIPC_NONE` does not.
+  int32_t corrector;
 } dpm_sampler_params;
 
 // What the model is asked for next (see `dpm_sampler_next`).
@@ -581,7 +606,8 @@ DPM_API const char *dpm_prediction_name(int32_t prediction);
 // `DPM_PREDICTION_*` value of a name, or -2 when unknown or NULL.
 DPM_API int32_t dpm_prediction_from_name(const char *name);
 
-// Fills `params` with the defaults: DPM-Solver-2 (singlestep, time-quadratic), 20 NFE,
+// Fills `params` with the defaults: the `auto` preset at 20 NFE (the solver and spacing
+// libdpm measured best there; `dpm_sampler_params_preset(p, "auto", nfe)` for another NFE),
 // prediction type from the model, no guidance.
 DPM_API dpm_status dpm_sampler_params_init(struct dpm_sampler_params *params);
 

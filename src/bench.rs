@@ -221,20 +221,12 @@ pub struct Grid {
     pub seconds: f64,
 }
 
-/// Why a fixed-step solver cannot run at `nfe`, if it cannot.
+/// Why a fixed-step solver spec (`NAME[@SPACING][:OPTIONS]`) cannot run at `nfe` on the
+/// reference 1000-step schedule, if it cannot: the preset table's rule
+/// ([`crate::solver::Preset::skip_reason`]).
 pub fn skip_reason(solver: &str, nfe: usize) -> Option<String> {
-    let reference = matches!(solver, "ddpm" | "ddim" | "dpm1" | "dpm2-ref");
-    if solver == "dpm2-ref" && nfe % 2 == 1 {
-        return Some(format!(
-            "the reference DPM-Solver-2 takes NFE/2 steps of two evaluations; NFE {nfe} is odd"
-        ));
-    }
-    if reference && nfe > 1000 {
-        return Some(format!(
-            "the reference timesteps allow at most 1000 steps; NFE {nfe}"
-        ));
-    }
-    None
+    let name = solver.split(['@', ':']).next().unwrap_or(solver);
+    crate::solver::preset(name).and_then(|p| p.skip_reason(nfe, 1000))
 }
 
 /// `n` seeded labels in `1..=k` (sample i's label depends on `seed` and i only).
@@ -336,16 +328,25 @@ pub fn run(
     };
     // Every solver name resolves before anything runs. `NAME@SPACING:eta=X` runs a preset on
     // another spacing or with another eta (SolverConfig::parse).
+    let model_dir = model
+        .path()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let preset = |name: &str, nfe: usize| -> Result<SolverConfig> {
-        let mut c = SolverConfig::parse(name, nfe)?;
+        let mut c = crate::tune::parse_spec(name, nfe, &model_dir)?;
         c.prediction = info.prediction;
         Ok(c)
     };
     for s in &cfg.solvers {
-        preset(s, 1)?;
+        for &nfe in &cfg.nfe {
+            if skip_reason(s, nfe).is_none() {
+                preset(s, nfe)?;
+            }
+        }
     }
-    if let Some((s, _)) = &cfg.baseline {
-        preset(s, 1)?;
+    if let Some((s, nfe)) = &cfg.baseline {
+        preset(s, *nfe)?;
     }
     let guidances: Vec<Option<f64>> = if cfg.guidance.is_empty() {
         vec![None]
@@ -420,7 +421,8 @@ pub fn run(
             cells.push(cell);
         }
         for name in &cfg.solvers {
-            let base = preset(name, 1)?;
+            // Only its family matters here; the first NFE also resolves `@tuned` specs.
+            let base = preset(name, cfg.nfe.first().copied().unwrap_or(1))?;
             let atol_per_rtol = base.adaptive.atol / base.adaptive.rtol;
             if base.method == Method::Adaptive {
                 for &rtol in &cfg.adaptive_rtol {

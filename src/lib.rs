@@ -4,8 +4,9 @@
 //! Module map:
 //! - [`schedule`]: noise schedules (alpha, sigma, lambda at integer and continuous times);
 //! - [`spacing`]: where the steps go (the reference timesteps, time-uniform, logSNR, ...);
-//! - [`solver`]: DDPM, DDIM, DPM-Solver-1/2/3, DPM-Solver++ (single/multistep), adaptive,
-//!   as a host-driven state machine over flat f32 buffers;
+//! - [`solver`]: DDPM, DDIM, DPM-Solver-1/2/3, DPM-Solver++ (single/multistep), UniPC,
+//!   iPNDM, adaptive, as a host-driven state machine over flat f32 buffers;
+//! - [`tune`]: per-model step-time tuning (a teacher, dynamic programming, refinement);
 //! - [`guidance`]: classifier-free guidance conventions;
 //! - [`sampler`]: solver + guidance + batch = what a host drives step by step;
 //! - [`data`]: data sets (the 2D toy sets of the reference workflow, image folders);
@@ -45,6 +46,7 @@ pub mod schedule;
 pub mod solver;
 pub mod spacing;
 pub mod train;
+pub mod tune;
 
 pub use error::{Error, NonFiniteSource, Result};
 

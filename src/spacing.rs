@@ -19,23 +19,34 @@ pub enum Spacing {
     LogSnr,
     /// Uniform in the square root of continuous time (denser near the data).
     TimeQuadratic,
+    /// Karras et al. (EDM, 2022): uniform in `s^(1/7)` with `s = sigma / alpha`, the noise
+    /// level of the variance-exploding form of the ODE.
+    Edm,
+    /// Uniform in `atan(s)`, `s = sigma / alpha`: the closed-form KL-optimal schedule of
+    /// "Align Your Steps" (Sabour et al. 2024, appendix), the steps that minimise the KL
+    /// divergence bound of a first-order solver on a Gaussian data distribution.
+    KlOptimal,
     /// A user-given decreasing list of K+1 model times; the step count must be K.
     Custom(Vec<f64>),
 }
 
 impl Spacing {
-    /// Looks a spacing up by name: `reference`, `time_uniform`, `logsnr`, `time_quadratic`.
+    /// Looks a spacing up by name: `reference`, `time_uniform`, `logsnr`, `time_quadratic`,
+    /// `edm`, `kl_optimal`.
     pub fn named(name: &str) -> Result<Self> {
         Ok(match name {
             "reference" => Spacing::Reference,
             "time_uniform" | "uniform" => Spacing::TimeUniform,
             "logsnr" | "logSNR" => Spacing::LogSnr,
             "time_quadratic" | "quadratic" => Spacing::TimeQuadratic,
+            "edm" | "karras" => Spacing::Edm,
+            "kl_optimal" | "ays" => Spacing::KlOptimal,
             _ => {
                 return Err(Error::UnknownName {
                     kind: "spacing",
                     name: name.into(),
-                    known: "reference, time_uniform, logsnr, time_quadratic".into(),
+                    known: "reference, time_uniform, logsnr, time_quadratic, edm, kl_optimal"
+                        .into(),
                 })
             }
         })
@@ -48,6 +59,8 @@ impl Spacing {
             Spacing::TimeUniform => "time_uniform",
             Spacing::LogSnr => "logsnr",
             Spacing::TimeQuadratic => "time_quadratic",
+            Spacing::Edm => "edm",
+            Spacing::KlOptimal => "kl_optimal",
             Spacing::Custom(_) => "custom",
         }
     }
@@ -109,6 +122,22 @@ impl Spacing {
                 linspace(((t_max + 1.0) / nf).sqrt(), (1.0 / nf).sqrt(), k + 1)
                     .into_iter()
                     .map(|s| s * s * nf - 1.0)
+                    .collect()
+            }
+            Spacing::Edm | Spacing::KlOptimal => {
+                // s = sigma / alpha = exp(-lambda), mapped to a variable that is uniform.
+                let (s_max, s_min) = (
+                    (-schedule.lambda(t_max)).exp(),
+                    (-schedule.lambda(0.0)).exp(),
+                );
+                type Map = fn(f64) -> f64;
+                let (fwd, inv): (Map, Map) = match self {
+                    Spacing::Edm => (|s| s.powf(1.0 / 7.0), |u| u.powi(7)),
+                    _ => (f64::atan, f64::tan),
+                };
+                linspace(fwd(s_max), fwd(s_min), k + 1)
+                    .into_iter()
+                    .map(|u| schedule.tau_of_lambda(-inv(u).ln()))
                     .collect()
             }
             Spacing::Custom(ts) => {
@@ -178,6 +207,8 @@ mod tests {
             Spacing::TimeUniform,
             Spacing::LogSnr,
             Spacing::TimeQuadratic,
+            Spacing::Edm,
+            Spacing::KlOptimal,
         ] {
             let p = sp.steps(&s, 10).unwrap();
             assert_eq!(p.len(), 10);

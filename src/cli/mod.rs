@@ -6,6 +6,7 @@ mod fid;
 mod report;
 mod sample;
 mod train;
+mod tune;
 
 use std::path::PathBuf;
 
@@ -49,6 +50,10 @@ enum Cmd {
     },
     /// List the solver presets.
     Solvers,
+    /// Tune the step times of one solver at one NFE for a model (a teacher, dynamic
+    /// programming over a grid, refinement on the solver's own error); `--save` files them
+    /// for `--solver NAME@tuned`.
+    TuneSteps(tune::TuneArgs),
     /// Build the flat evaluation folder of SPEC.md: every image of VAL/*/* resized to 64x64 as
     /// PNG in one folder (e.g. --val data/afhq/val --out data/afhq/eval).
     MakeEval {
@@ -118,6 +123,7 @@ pub fn run() -> Result<()> {
         Cmd::Bench(a) => bench::run(&a),
         Cmd::Fid(a) => fid::run(&a),
         Cmd::Report(a) => report::run(&a),
+        Cmd::TuneSteps(a) => tune::run(&a),
         Cmd::MakeEval {
             val,
             out,

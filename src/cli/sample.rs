@@ -9,7 +9,6 @@ use dpm::data::Toy2d;
 use dpm::generate::Request;
 use dpm::guidance::{Convention, Guidance};
 use dpm::model::OnnxModel;
-use dpm::solver::SolverConfig;
 use dpm::spacing::Spacing;
 use dpm::{Error, Result};
 
@@ -22,13 +21,16 @@ pub struct SampleArgs {
     /// The ONNX model (e.g. OUT/model/toy2d.onnx from `dpm train`).
     #[arg(long)]
     model: PathBuf,
-    /// Solver preset (see `dpm solvers`), optionally NAME@SPACING:eta=X (e.g. dpm++2m-sde:eta=1.5).
+    /// Solver preset (see `dpm solvers`), optionally NAME@SPACING:OPTIONS (e.g.
+    /// dpm++2m-sde:eta=1.5, dpm++3m:corrector=bh2); NAME@tuned takes the times `dpm
+    /// tune-steps --save` filed next to the model.
     #[arg(long, default_value = "dpm2")]
     solver: String,
     /// Network evaluations per sample.
     #[arg(long, default_value_t = 20)]
     nfe: usize,
-    /// Timestep spacing: reference, time_uniform, logsnr, time_quadratic (default: the preset's).
+    /// Timestep spacing: reference, time_uniform, logsnr, time_quadratic, edm, kl_optimal
+    /// (default: the preset's).
     #[arg(long)]
     spacing: Option<String>,
     /// Number of samples.
@@ -99,7 +101,8 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         model.set_schedule(parse_schedule(spec)?);
     }
     let info = model.info().clone();
-    let mut solver = SolverConfig::parse(&a.solver, a.nfe)?;
+    let model_dir = a.model.parent().unwrap_or(Path::new("."));
+    let mut solver = dpm::tune::parse_spec(&a.solver, a.nfe, model_dir)?;
     solver.prediction = info.prediction;
     if let Some(s) = &a.spacing {
         solver.spacing = Spacing::named(s)?;

@@ -17,7 +17,7 @@ use crate::ffi::dpm_status;
 use crate::guidance::{Convention, Guidance};
 use crate::sampler::{SampleIds, Sampler};
 use crate::schedule::Schedule;
-use crate::solver::{Algorithm, Method, Prediction, SolverConfig, Thresholding};
+use crate::solver::{Algorithm, Method, Prediction, SolverConfig, Thresholding, UniVariant};
 use crate::spacing::Spacing;
 
 /// DDPM ancestral sampling.
@@ -28,6 +28,8 @@ pub const DPM_ALGORITHM_DDIM: i32 = 1;
 pub const DPM_ALGORITHM_DPM_SOLVER: i32 = 2;
 /// DPM-Solver++ (data prediction).
 pub const DPM_ALGORITHM_DPM_SOLVER_PP: i32 = 3;
+/// iPNDM (multistep, order 1-4, noise prediction).
+pub const DPM_ALGORITHM_IPNDM: i32 = 4;
 
 /// Singlestep: `order` evaluations per step.
 pub const DPM_METHOD_SINGLESTEP: i32 = 0;
@@ -44,8 +46,20 @@ pub const DPM_SPACING_TIME_UNIFORM: i32 = 1;
 pub const DPM_SPACING_LOGSNR: i32 = 2;
 /// Uniform in the square root of time.
 pub const DPM_SPACING_TIME_QUADRATIC: i32 = 3;
-/// The caller's list (`custom_times`, `num_custom_times` = steps + 1).
+/// The caller's list (`custom_times`, `num_custom_times` = steps + 1); tuned times from
+/// `dpm tune-steps` go here.
 pub const DPM_SPACING_CUSTOM: i32 = 4;
+/// Karras et al. (EDM): uniform in (sigma/alpha)^(1/7).
+pub const DPM_SPACING_EDM: i32 = 5;
+/// Uniform in atan(sigma/alpha): the closed-form KL-optimal ("Align Your Steps") spacing.
+pub const DPM_SPACING_KL_OPTIMAL: i32 = 6;
+
+/// No UniPC predictor / corrector.
+pub const DPM_UNIPC_NONE: i32 = 0;
+/// UniPC with B(h) = h.
+pub const DPM_UNIPC_BH1: i32 = 1;
+/// UniPC with B(h) = e^h - 1.
+pub const DPM_UNIPC_BH2: i32 = 2;
 
 /// Guidance `(1 + w) cond - w null` (the reference; w = 7.5).
 pub const DPM_GUIDANCE_HO: i32 = 0;
@@ -57,6 +71,7 @@ const ALGORITHMS: &[(i32, Algorithm)] = &[
     (DPM_ALGORITHM_DDIM, Algorithm::Ddim),
     (DPM_ALGORITHM_DPM_SOLVER, Algorithm::DpmSolver),
     (DPM_ALGORITHM_DPM_SOLVER_PP, Algorithm::DpmSolverPp),
+    (DPM_ALGORITHM_IPNDM, Algorithm::Ipndm),
 ];
 const METHODS: &[(i32, Method)] = &[
     (DPM_METHOD_SINGLESTEP, Method::Singlestep),
@@ -69,6 +84,13 @@ const SPACINGS: &[(i32, &str)] = &[
     (DPM_SPACING_LOGSNR, "logsnr"),
     (DPM_SPACING_TIME_QUADRATIC, "time_quadratic"),
     (DPM_SPACING_CUSTOM, "custom"),
+    (DPM_SPACING_EDM, "edm"),
+    (DPM_SPACING_KL_OPTIMAL, "kl_optimal"),
+];
+const UNIPC: &[(i32, Option<UniVariant>)] = &[
+    (DPM_UNIPC_NONE, None),
+    (DPM_UNIPC_BH1, Some(UniVariant::Bh1)),
+    (DPM_UNIPC_BH2, Some(UniVariant::Bh2)),
 ];
 const CONVENTIONS: &[(i32, Convention)] = &[
     (DPM_GUIDANCE_HO, Convention::Ho),
@@ -76,7 +98,7 @@ const CONVENTIONS: &[(i32, Convention)] = &[
 ];
 
 /// Everything that defines how samples are drawn. Fill with `dpm_sampler_params_init`
-/// (DPM-Solver-2, 20 NFE, no guidance) or `dpm_sampler_params_preset`, then adjust. Every
+/// (the `auto` preset at 20 NFE, no guidance) or `dpm_sampler_params_preset`, then adjust. Every
 /// floating-point field (and every custom time) must be finite, whether the solver uses it
 /// or not: NaN and infinities are refused with DPM_ERR_INVALID_ARGUMENT naming the field.
 #[repr(C)]
@@ -88,7 +110,7 @@ pub struct dpm_sampler_params {
     pub algorithm: i32,
     /// `DPM_METHOD_*`.
     pub method: i32,
-    /// Solver order, 1..3.
+    /// Solver order, 1..3 (iPNDM: 1..4).
     pub order: i32,
     /// `DPM_SPACING_*`.
     pub spacing: i32,
@@ -135,6 +157,12 @@ pub struct dpm_sampler_params {
     /// there comes from `dpm_generate_params.init_image` or `dpm_sampler_set_init_image`
     /// (or `dpm_sampler_set_state`).
     pub strength: f64,
+    /// Multistep DPM-Solver(++): `DPM_UNIPC_BH1`/`_BH2` takes UniPC's UniP predictor instead
+    /// of DPM-Solver's formula (`DPM_UNIPC_NONE`, the default).
+    pub unip: i32,
+    /// Multistep DPM-Solver(++): `DPM_UNIPC_BH1`/`_BH2` corrects every step but the last with
+    /// UniC (no extra evaluation; one order more), `DPM_UNIPC_NONE` does not.
+    pub corrector: i32,
 }
 
 fn from_config(c: &SolverConfig, base: dpm_sampler_params) -> dpm_sampler_params {
@@ -155,6 +183,8 @@ fn from_config(c: &SolverConfig, base: dpm_sampler_params) -> dpm_sampler_params
         atol: c.adaptive.atol,
         threads: c.threads,
         strength: c.strength,
+        unip: UNIPC.iter().find(|x| x.1 == c.unip).map_or(0, |x| x.0),
+        corrector: UNIPC.iter().find(|x| x.1 == c.corrector).map_or(0, |x| x.0),
         ..base
     }
 }
@@ -185,8 +215,10 @@ impl Default for dpm_sampler_params {
             null_label: 0,
             threads: 1,
             strength: 1.0,
+            unip: DPM_UNIPC_NONE,
+            corrector: DPM_UNIPC_NONE,
         };
-        match SolverConfig::named("dpm2", 20) {
+        match SolverConfig::named("auto", 20) {
             Ok(c) => from_config(&c, base),
             Err(_) => base,
         }
@@ -200,10 +232,13 @@ fn to_config(
 ) -> CResult<(SolverConfig, Option<Guidance>)> {
     let algorithm = enum_value(p.algorithm, ALGORITHMS, "params.algorithm")?;
     let method = enum_value(p.method, METHODS, "params.method")?;
-    if p.order < 1 || p.order > 3 {
-        return Err(
-            Error::InvalidArgument(format!("params.order = {} (valid: 1, 2, 3)", p.order)).into(),
-        );
+    let max_order = if algorithm == Algorithm::Ipndm { 4 } else { 3 };
+    if p.order < 1 || p.order > max_order {
+        return Err(Error::InvalidArgument(format!(
+            "params.order = {} (valid: 1 to {max_order})",
+            p.order
+        ))
+        .into());
     }
     if p.nfe == 0 && method != Method::Adaptive {
         return Err(Error::InvalidArgument("params.nfe = 0 must be positive".into()).into());
@@ -275,6 +310,8 @@ fn to_config(
     c.adaptive.rtol = rtol;
     c.adaptive.atol = atol;
     c.threads = positive(p.threads, "params.threads")?;
+    c.unip = enum_value(p.unip, UNIPC, "params.unip")?;
+    c.corrector = enum_value(p.corrector, UNIPC, "params.corrector")?;
     c.strength = finite(p.strength, "params.strength")?;
     if !(c.strength > 0.0 && c.strength <= 1.0) {
         return Err(Error::InvalidArgument(format!(
@@ -300,7 +337,8 @@ fn to_config(
     Ok((c, g))
 }
 
-/// Fills `params` with the defaults: DPM-Solver-2 (singlestep, time-quadratic), 20 NFE,
+/// Fills `params` with the defaults: the `auto` preset at 20 NFE (the solver and spacing
+/// libdpm measured best there; `dpm_sampler_params_preset(p, "auto", nfe)` for another NFE),
 /// prediction type from the model, no guidance.
 #[no_mangle]
 pub extern "C" fn dpm_sampler_params_init(params: *mut dpm_sampler_params) -> dpm_status {

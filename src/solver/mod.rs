@@ -7,7 +7,8 @@
 //! - [`coeffs`]: every update formula (DPM-Solver-1/2/3, ++, multistep, DDIM) as coefficients;
 //! - [`config`]: algorithm, order, method, presets;
 //! - `stepper`: the seam between this state machine and the solver families, one file each:
-//!   `ddim` (DDPM/DDIM), `singlestep`, `multistep` (incl. SDE-DPM-Solver++), `adaptive`;
+//!   `ddim` (DDPM/DDIM), `singlestep`, `multistep` (incl. SDE-DPM-Solver++ and UniPC, whose
+//!   formulas are in [`unipc`]), `ipndm`, `adaptive`;
 //! - `state`: the buffers and the operations every family uses (conversions between
 //!   eps / x0 / v, dynamic thresholding, the fused updates, ancestral noise);
 //! - this module: the query bookkeeping, argument and finiteness checks.
@@ -16,15 +17,17 @@ mod adaptive;
 pub mod coeffs;
 pub mod config;
 mod ddim;
+mod ipndm;
 pub mod kernels;
 mod multistep;
 mod singlestep;
 mod state;
 mod stepper;
+pub mod unipc;
 
 pub use config::{
-    preset_description, AdaptiveParams, Algorithm, Method, Prediction, SolverConfig, Thresholding,
-    SOLVER_NAMES,
+    auto_spec, preset, preset_description, AdaptiveParams, Algorithm, Method, Prediction, Preset,
+    SolverConfig, Thresholding, UniVariant, PRESETS, SOLVER_NAMES,
 };
 
 use crate::error::{Error, NonFiniteSource, Result};
@@ -123,6 +126,12 @@ impl Solver {
         let order = cfg.order;
         let is_adaptive = cfg.method == Method::Adaptive;
         let nbuf = |used: bool| if used { vec![0f32; n] } else { Vec::new() };
+        // Model-output buffers: one per order (the singlestep stages, the multistep history),
+        // and one more for UniPC's corrector.
+        let slots = match cfg.method {
+            Method::Multistep => multistep::Multistep::slots(order, cfg.corrector.is_some()),
+            _ => order,
+        };
         let st = State {
             sched: sched.clone(),
             domain,
@@ -133,7 +142,7 @@ impl Solver {
             dim,
             x: x_init.to_vec(),
             q: nbuf(order > 1 || stochastic || is_adaptive),
-            m: vec![vec![0f32; n], nbuf(order >= 2), nbuf(order >= 3)],
+            m: (0..slots.max(3)).map(|s| nbuf(s < slots)).collect(),
             noise,
         };
         let stepper: Box<dyn Stepper> = if is_adaptive {
@@ -147,7 +156,14 @@ impl Solver {
             let plan = stepper::plan(&cfg, sched)?;
             match (cfg.algorithm, cfg.method) {
                 (Algorithm::Ddpm | Algorithm::Ddim, _) => Box::new(ddim::Ddim::new(plan, cfg.eta)),
-                (_, Method::Multistep) => Box::new(multistep::Multistep::new(plan, order, cfg.eta)),
+                (Algorithm::Ipndm, _) => Box::new(ipndm::Ipndm::new(plan, order)),
+                (_, Method::Multistep) => Box::new(multistep::Multistep::new(
+                    plan,
+                    order,
+                    cfg.eta,
+                    cfg.unip,
+                    cfg.corrector,
+                )),
                 _ => Box::new(singlestep::Singlestep::new(plan, cfg.reference_midpoint)),
             }
         };

@@ -1,11 +1,19 @@
-//! Multistep DPM-Solver and DPM-Solver++ (Lu et al. 2022, 2022b), and SDE-DPM-Solver++: each
-//! step evaluates the model once and reuses the previous `order - 1` evaluations. Third order
-//! warms up with one singlestep second-order step (see [`super::config`]).
+//! Multistep DPM-Solver and DPM-Solver++ (Lu et al. 2022, 2022b), SDE-DPM-Solver++ and
+//! UniPC: each step evaluates the model once and reuses the previous `order - 1` evaluations.
+//! Third order warms up with one singlestep second-order step (see [`super::config`]); with
+//! UniPC's predictor or corrector, with lower orders instead (as the paper does).
+//!
+//! The UniC corrector (in [`super::unipc`]) runs when the next evaluation arrives: the
+//! corrected state differs from the predicted one by a combination of model outputs only
+//! (both share the step's `a x` term), so the correction is `x += sum (c_corr - c_pred) m`
+//! over the history plus `c_t m_t`, and no copy of the previous state is kept.
 
 use super::coeffs::{self, At};
+use super::config::UniVariant;
 use super::singlestep;
 use super::state::State;
 use super::stepper::{Next, Planned, Stepper};
+use super::unipc;
 use crate::error::Result;
 
 /// The multistep stepper.
@@ -19,19 +27,67 @@ pub(crate) struct Multistep {
     eta: f64,
     /// History: (slot in `m`, schedule values), newest first.
     hist: Vec<(usize, At)>,
+    /// UniP instead of DPM-Solver's multistep formula.
+    unip: Option<UniVariant>,
+    /// UniC after every step whose end is evaluated.
+    corrector: Option<UniVariant>,
+    /// The last predictor step, for its correction: its order, history (slot, time; newest
+    /// first), target time and coefficients of the history.
+    pending: Option<Pending>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    order: usize,
+    hist: Vec<(usize, At)>,
+    t: At,
+    c: Vec<f64>,
 }
 
 impl Multistep {
     /// A run of `order` over `plan`; `eta > 0` is SDE-DPM-Solver++.
-    pub fn new(plan: Vec<Planned>, order: usize, eta: f64) -> Self {
+    pub fn new(
+        plan: Vec<Planned>,
+        order: usize,
+        eta: f64,
+        unip: Option<UniVariant>,
+        corrector: Option<UniVariant>,
+    ) -> Self {
         Self {
             plan,
             step: 0,
             stage: 0,
             order,
             eta,
-            hist: Vec::with_capacity(3),
+            hist: Vec::with_capacity(order + 1),
+            unip,
+            corrector,
+            pending: None,
         }
+    }
+
+    /// The slots of `m` this stepper uses: the history, and with the corrector one more (the
+    /// new evaluation arrives while the whole history is still needed).
+    pub fn slots(order: usize, corrector: bool) -> usize {
+        order + usize::from(corrector)
+    }
+
+    /// UniC: moves `x` from the predicted to the corrected state with the evaluation at the
+    /// predicted state (in `m[slot]`).
+    fn correct(&mut self, st: &mut State, slot: usize, v: UniVariant) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        let ats: Vec<At> = p.hist.iter().map(|h| h.1).collect();
+        let cc = unipc::corrector(st.domain, p.order, &ats, &p.t, v);
+        let mut terms: Vec<(f64, usize)> = p
+            .hist
+            .iter()
+            .zip(cc.c.iter().zip(&p.c))
+            .map(|(&(s, _), (&c_corr, &c_pred))| (c_corr - c_pred, s))
+            .collect();
+        terms.push((cc.c_t, slot));
+        st.combine_x(1.0, &terms);
     }
 
     /// The singlestep second-order warm-up of third-order multistep. Both of its evaluations
@@ -55,6 +111,33 @@ impl Multistep {
         }
     }
 
+    /// A predictor step of `order` (UniP, or DPM-Solver's formula under a UniC corrector)
+    /// with the history in place; records what the corrector needs when the end of the step
+    /// is evaluated.
+    fn advance_unipc(&mut self, st: &mut State, order: usize) -> Next {
+        let p = self.plan[self.step];
+        let t = st.at(p.to);
+        let ats: Vec<At> = self.hist.iter().take(order).map(|h| h.1).collect();
+        let (a, c) = match self.unip {
+            Some(v) => {
+                let u = unipc::predictor(st.domain, order, &ats, &t, v);
+                (u.a, u.c)
+            }
+            None => {
+                let lin = coeffs::multistep(st.domain, order, &ats, &t);
+                (lin.a, lin.c[..order].to_vec())
+            }
+        };
+        let hist: Vec<(usize, At)> = self.hist.iter().take(order).copied().collect();
+        let terms: Vec<(f64, usize)> = hist.iter().zip(&c).map(|(h, &c)| (c, h.0)).collect();
+        st.combine_x(a, &terms);
+        let last = self.step + 1 == self.plan.len();
+        if self.corrector.is_some() && !last {
+            self.pending = Some(Pending { order, hist, t, c });
+        }
+        self.next_step()
+    }
+
     fn next_step(&mut self) -> Next {
         self.step += 1;
         self.stage = 0;
@@ -72,9 +155,12 @@ impl Stepper for Multistep {
             return self.stage;
         }
         match self.hist.last() {
-            // History full: reuse the oldest entry's buffer.
-            Some(&(oldest, _)) if self.hist.len() == self.order => oldest,
-            _ => (0..3)
+            // History full: reuse the oldest entry's buffer (the corrector still needs it, so
+            // it has a slot more).
+            Some(&(oldest, _)) if self.hist.len() == self.order && self.corrector.is_none() => {
+                oldest
+            }
+            _ => (0..Self::slots(self.order, self.corrector.is_some()).max(3))
                 .find(|s| !self.hist.iter().any(|h| h.0 == *s))
                 .unwrap_or(0),
         }
@@ -85,12 +171,18 @@ impl Stepper for Multistep {
         if p.single {
             return Ok(self.advance_warmup(st, tq));
         }
+        if let Some(v) = self.corrector {
+            self.correct(st, slot, v);
+        }
         let at_from = st.at(p.from);
         if self.hist.len() == self.order {
             self.hist.pop();
         }
         self.hist.insert(0, (slot, at_from));
         let order = p.order.min(self.hist.len());
+        if self.unip.is_some() || self.corrector.is_some() {
+            return Ok(self.advance_unipc(st, order));
+        }
         // The history's schedule values, newest first, for the coefficient formula.
         let mut ats = [at_from; 3];
         for (a, h) in ats.iter_mut().zip(&self.hist) {

@@ -329,10 +329,11 @@ static void test_sampler_floats(void) {
                    bad_values[v], dpm_last_error());
         }
     }
-    /* Custom times: each one, by index (11 times: the 10 steps of the default 20 NFE). */
+    /* Custom times: each one, by index (11 times: the 10 steps of DPM-Solver-2 at 20 NFE). */
     double times[11];
     for (int i = 0; i <= 10; i++) times[i] = 999.0 * (10 - i) / 10.0;
     dpm_sampler_params custom = p;
+    STATUS(dpm_sampler_params_preset(&custom, "dpm2", 20), DPM_OK);
     custom.spacing = DPM_SPACING_CUSTOM;
     custom.custom_times = times;
     custom.num_custom_times = 11;
@@ -390,7 +391,14 @@ static void test_sampler(void) {
     dpm_sampler_params p;
     STATUS(dpm_sampler_params_init(NULL), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_sampler_params_init(&p), DPM_OK);
-    EXPECT(p.struct_size == sizeof p && p.order == 2 && p.nfe == 20 && p.guidance == 0, "sampler defaults");
+    /* The defaults are the `auto` preset at 20 NFE. */
+    dpm_sampler_params a = p;
+    STATUS(dpm_sampler_params_preset(&a, "auto", 20), DPM_OK);
+    EXPECT(p.struct_size == sizeof p && p.nfe == 20 && p.guidance == 0 &&
+               p.method == DPM_METHOD_MULTISTEP && p.algorithm == a.algorithm &&
+               p.order == a.order && p.spacing == a.spacing && p.unip == a.unip &&
+               p.corrector == a.corrector && p.corrector != DPM_UNIPC_NONE,
+           "sampler defaults");
     STATUS(dpm_sampler_params_preset(&p, "dpm9", 10), DPM_ERR_UNKNOWN_NAME);
     STATUS(dpm_sampler_params_preset(&p, NULL, 10), DPM_ERR_NULL_ARGUMENT);
     STATUS(dpm_sampler_params_preset(NULL, "dpm1", 10), DPM_ERR_NULL_ARGUMENT);
