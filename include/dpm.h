@@ -390,11 +390,13 @@ typedef int32_t (*dpm_train_progress_fn)(void *user_data, size_t step, size_t to
 typedef struct dpm_train_params {
   // `sizeof(dpm_train_params)`.
   size_t struct_size;
-  // Preset: "toy2d" (default), "afhq64" or "demo".
+  // Preset: "toy2d" (default; "own" when `network` is "unet"), "afhq64", "demo" or "own".
   const char *preset;
-  // Network: "toy2d", "unet_small", "afhq64".
+  // Network: "toy2d", "unet_small", "afhq64" (bundled), or "unet" / "mlp": any size (the
+  // fields from `resolution` on), graphs generated for the configuration and cached.
   const char *network;
-  // Data: a 2D set name, "shapes", or "folder:PATH".
+  // Data: a 2D set name, "shapes", "combos:K", or "folder:PATH" (class sub-folders in
+  // sorted order are labels 1..K; a folder of images without them trains unconditionally).
   const char *data;
   // Output folder (checkpoint, loss.csv, model/; the CLI also draws loss.png). Required.
   const char *out_dir;
@@ -422,7 +424,51 @@ typedef struct dpm_train_params {
   dpm_train_progress_fn progress;
   // Passed to `progress`.
   void *user_data;
+  // unet: image side in pixels (0: 32). The fields from here on were added after the
+  // first 0.2 layout: a caller whose struct_size ends before them gets their defaults.
+  size_t resolution;
+  // unet: 1 (grayscale) or 3 (RGB; 0: 3).
+  size_t channels;
+  // unet: class count (0: the data's class folders).
+  size_t classes;
+  // unet: nonzero trains unconditionally (no labels), whatever the data's classes.
+  int32_t unconditional;
+  // unet: base channel count (0: 32); mlp: hidden width (0: 128).
+  size_t width;
+  // unet: resolution levels (0: 3); mlp: hidden layers (0: 3).
+  size_t depth;
+  // unet: levels with self-attention, e.g. "1" or "1,2"; "" or "none" for none; NULL: "1".
+  const char *attention;
+  // unet: ResBlocks per level (0: 1).
+  size_t res_blocks;
+  // unet: dropout rate below 1 (0: 0.1; negative: none). NaN and infinities are refused.
+  double dropout;
+  // Folder of generated graphs (NULL: DPM_GRAPH_CACHE, else ~/.cache/dpm/graphs).
+  const char *graph_cache;
 } dpm_train_params;
+
+// What a training configuration costs (`dpm_train_estimate`; `dpm train --dry-run`).
+typedef struct dpm_train_size {
+  // `sizeof(dpm_train_size)`, set by the caller.
+  size_t struct_size;
+  // Parameters of the network.
+  size_t params;
+  // Classes of the data (0: unlabelled, trained unconditionally).
+  size_t classes;
+  // Samples in the training set.
+  size_t samples;
+  // Bytes of the training state (parameters, Adam moments, EMA; two sets).
+  uint64_t state_bytes;
+  // Growth of the process's peak resident memory over session creation and the measured
+  // steps (0 where it cannot be measured).
+  uint64_t step_memory_bytes;
+  // Median seconds per step, measured.
+  double step_seconds;
+  // Seconds for the configuration's steps at that rate.
+  double eta_seconds;
+  // Nonzero when this call generated the network's graphs (a cache miss).
+  int32_t generated;
+} dpm_train_size;
 
 // Success.
 #define DPM_OK 0
@@ -796,6 +842,16 @@ dpm_status dpm_train(const struct dpm_runtime *runtime,
                      const struct dpm_train_params *params,
                      char *model_path,
                      size_t model_path_len);
+
+// Measures a training configuration without training (the dry run of `dpm train`): finds or
+// generates the network's graphs, loads the data, times `measure_steps` steps (at least 1,
+// after one warm-up step) on a throw-away trainer and fills `size` (its struct_size set by the
+// caller). Nothing is written to `params->out_dir`.
+DPM_API
+dpm_status dpm_train_estimate(const struct dpm_runtime *runtime,
+                              const struct dpm_train_params *params,
+                              size_t measure_steps,
+                              struct dpm_train_size *size);
 
 #ifdef __cplusplus
 }  // extern "C"

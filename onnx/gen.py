@@ -7,6 +7,9 @@
     python onnx/gen.py params NAME               parameter count and list
     python onnx/gen.py bench NAME [--batch B] [--threads T] [--iters N]
                                                  time inference and one training step in ORT
+    python onnx/gen.py custom --spec JSON --out DIR [--count]
+                                                 a network for the user's own data (see
+                                                 dpmgen/custom.py; libdpm calls this)
 
 Output is deterministic: the same inputs produce byte-identical files.
 """
@@ -65,6 +68,23 @@ def cmd_bench(args) -> None:
     print(bench.format_result(res))
 
 
+def cmd_custom(args) -> None:
+    import json
+
+    from dpmgen import custom
+
+    spec = json.loads(args.spec)
+    if args.count:
+        print(custom.param_count(spec))
+        return
+    net = custom.network(spec)
+    t0 = time.time()
+    paths = export.emit(net, args.out, weights=True)
+    for p in paths:
+        print(f"{p}  {os.path.getsize(p):,} bytes")
+    print(f"{net.name}: {time.time() - t0:.1f} s", file=sys.stderr)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -90,7 +110,14 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=10)
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("custom", help="generate a network from a JSON spec (own data)")
+    p.add_argument("--spec", required=True, help="JSON object, see dpmgen/custom.py")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--count", action="store_true", help="print the parameter count only")
+    p.set_defaults(fn=cmd_custom)
     args = ap.parse_args(argv)
+    if args.cmd == "custom" and not args.count and not args.out:
+        ap.error("custom: --out is required")
     args.fn(args)
 
 

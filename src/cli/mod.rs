@@ -54,8 +54,9 @@ enum Cmd {
     /// programming over a grid, refinement on the solver's own error); `--save` files them
     /// for `--solver NAME@tuned`.
     TuneSteps(tune::TuneArgs),
-    /// Build the flat evaluation folder of SPEC.md: every image of VAL/*/* resized to 64x64 as
-    /// PNG in one folder (e.g. --val data/afhq/val --out data/afhq/eval).
+    /// Build the reference workflow's flat evaluation folder (docs/workflow.md, section 9):
+    /// every image of VAL/*/* resized to 64x64 as PNG in one folder (e.g. --val data/afhq/val
+    /// --out data/afhq/eval).
     MakeEval {
         /// The validation root with class sub-folders.
         #[arg(long)]
@@ -66,6 +67,28 @@ enum Cmd {
         /// Image size.
         #[arg(long, default_value_t = 64)]
         resolution: usize,
+    },
+    /// Write a synthetic labelled image folder (shapes x colours, one sub-folder per class) to
+    /// train on: `dpm train --network unet --data folder:OUT`.
+    MakeData {
+        /// Classes (1..=20): circles and squares in five colours for 10, ...
+        #[arg(long, default_value_t = 10)]
+        classes: usize,
+        /// Images in all (labels balanced: every class once per block of `classes`).
+        #[arg(long, default_value_t = 1000)]
+        num: usize,
+        /// Image side.
+        #[arg(long, default_value_t = 32)]
+        resolution: usize,
+        /// 3 (RGB) or 1 (grayscale).
+        #[arg(long, default_value_t = 3)]
+        channels: usize,
+        /// Seed (another seed gives another set: a held-out set).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// NFE-versus-quality grid: solvers x NFE x guidance, CD (2D) or FID (images), wall time;
     /// CSV, Markdown and PNG plots.
@@ -133,6 +156,23 @@ pub fn run() -> Result<()> {
             println!("wrote {n} images to {}", out.display());
             Ok(())
         }
+        Cmd::MakeData {
+            classes,
+            num,
+            resolution,
+            channels,
+            seed,
+            out,
+        } => {
+            let set = dpm::data::ShapeColours::new(resolution, classes)?;
+            let n = set.write_folder(&out, num, seed, channels)?;
+            println!(
+                "wrote {n} images of {} classes to {}",
+                set.classes(),
+                out.display()
+            );
+            Ok(())
+        }
         Cmd::Solvers => {
             for n in SOLVER_NAMES {
                 let c = SolverConfig::named(n, 20)?;
@@ -181,6 +221,18 @@ fn info(rt: &RtArgs, model: Option<PathBuf>, schedule: Option<String>) -> Result
             sched.len(),
             m.schedule_source().describe()
         );
+        let names = dpm::train::class_names_from_metadata(&i.metadata)?;
+        if !names.is_empty() {
+            let map: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(k, n)| format!("{}={n}", k + 1))
+                .collect();
+            println!(
+                "  classes: {} (0 = null; dpm sample --label NAME)",
+                map.join(" ")
+            );
+        }
         for (k, v) in &i.metadata {
             println!("  {k} = {v}");
         }

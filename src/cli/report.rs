@@ -1,12 +1,13 @@
 //! `dpm report`: the reference workflow's deliverables in one Markdown file with its PNGs.
 //!
-//! Part 1: trains the 2D network on the swiss roll (SPEC.md settings), the loss curve, the
-//! Chamfer distance with DPM-Solver-1 and the reference DPM-Solver-2 at 50 NFE, scatter
-//! plots, and the NFE-versus-CD grid of `dpm bench` with its plots. Part 2: with an image
-//! model (default: the bundled demo model), FID at w = 7.5 with DPM-Solver-1 and -2 at 20 NFE
-//! on AFHQ when it is there (and the model is a 64 x 64 one), else on the synthetic shapes,
-//! with a feature classifier trained on the same data through the training graphs; generated
-//! images; optionally the image NFE grid. Reruns reuse the trained networks (checkpoints).
+//! Part 1: trains the 2D network on the swiss roll (the reference settings, docs/workflow.md
+//! section 7), the loss curve, the Chamfer distance with DPM-Solver-1 and the reference
+//! DPM-Solver-2 at 50 NFE, scatter plots, and the NFE-versus-CD grid of `dpm bench` with its plots.
+//! Part 2: with an image model (default: the bundled demo model), FID at w = 7.5 with DPM-Solver-1
+//! and -2 at 20 NFE on AFHQ when it is there (and the model is a 64 x 64 one), else on the
+//! synthetic shapes, with a feature classifier trained on the same data through the training
+//! graphs; generated images; optionally the image NFE grid. Reruns reuse the trained networks
+//! (checkpoints).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ pub struct ReportArgs {
     /// Output folder (report.md and everything it shows).
     #[arg(long, default_value = "out/report")]
     out: PathBuf,
-    /// Training steps of the 2D network (SPEC.md: 5000).
+    /// Training steps of the 2D network (the reference workflow: 5000).
     #[arg(long, default_value_t = 5000)]
     steps: u64,
     /// Seed of the runs.
@@ -58,7 +59,7 @@ pub struct ReportArgs {
     /// The AFHQ folder (train/ in the class layout; eval/ flat, or val/ to build it from).
     #[arg(long, default_value = "data/afhq")]
     afhq: PathBuf,
-    /// Generated images per solver for FID (SPEC.md: 500).
+    /// Generated images per solver for FID (the reference workflow: 500).
     #[arg(long, default_value_t = 200)]
     num_images: usize,
     /// Synthetic reference images (shapes).
@@ -195,9 +196,9 @@ fn part1(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
     let _ = writeln!(
         md,
         "## Part 1: 2D swiss roll\n\nThe TimeLinear MLP trained through libdpm's ONNX training graph with \
-         SPEC.md's settings: Adam lr {}, batch {}, {} steps, seed {} ({}; mean loss of the last \
-         100 steps {mean_tail:.4}). The model samples with the EMA weights (decay {}); the raw \
-         final weights are shown too.\n\n![training loss]({})\n",
+         the reference workflow's settings: Adam lr {}, batch {}, {} steps, seed {} ({}; mean \
+         loss of the last 100 steps {mean_tail:.4}). The model samples with the EMA weights \
+         (decay {}); the raw final weights are shown too.\n\n![training loss]({})\n",
         cfg.lr,
         cfg.batch,
         cfg.steps,
@@ -383,6 +384,7 @@ fn part2(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
             clip_norm: 0.0,
             checkpoint_every: 0,
             dataset_size: 0,
+            arch: None,
         };
         let source: Box<dyn DataSource> = match &data {
             ImageData::Shapes(_) => Box::new(ShapesData::new(h, classes, 3000 * classes, a.seed)?),
@@ -468,7 +470,8 @@ fn part2(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
         "\nFID reference: {ref_what} ({n_ref} images). Generated: {} images per solver, labels drawn \
          uniformly from 1..={classes}, w = {} (Ho convention: `(1 + w) eps_c - w eps_null`, \
          \"scale {}\" in the other), 20 NFE, the same seed for every solver. FID with few images is \
-         biased upwards (SPEC.md uses 500 generated images; `--num-images 500`).\n",
+         biased upwards (the reference workflow uses 500 generated images; \
+         `--num-images 500`).\n",
         a.num_images,
         a.guidance,
         1.0 + a.guidance

@@ -42,9 +42,10 @@ pub struct SampleArgs {
     /// Seed; sample i of seed s is the same whatever the batch size.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Class label of every sample (conditional models; default: random labels 1..K).
+    /// Class label of every sample (conditional models; default: random labels 1..K): a
+    /// number, or a class name the model's metadata lists (`dpm info` shows them).
     #[arg(long)]
-    label: Option<i64>,
+    label: Option<String>,
     /// Classifier-free guidance number (conditional models).
     #[arg(long)]
     guidance: Option<f64>,
@@ -123,8 +124,15 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     let dim = info.dim();
     let mut out = dpm::generate::output_buffer(a.num, dim)?;
     let labels = match (&info.labels_name, info.num_classes) {
-        (Some(_), k) => Some(match a.label {
-            Some(l) => vec![l; a.num],
+        (Some(_), k) => Some(match &a.label {
+            Some(l) => {
+                // A number is a label; anything else is a class name from the metadata.
+                let l = match l.trim().parse::<i64>() {
+                    Ok(v) => v,
+                    Err(_) => dpm::train::label_of(&info.metadata, l.trim())?,
+                };
+                vec![l; a.num]
+            }
             None => random_labels(a.num, k.unwrap_or(1).max(1), a.seed),
         }),
         (None, _) => None,

@@ -13,6 +13,13 @@
 //!   it averages like PIL's antialiased bilinear resize that torchvision's `Resize` uses),
 //!   stretching non-square images (no crop), and scales to [-1, 1] as `v / 127.5 - 1`. No flips.
 //!   Images already at the resolution are not resampled.
+//! - Grayscale: [`FolderOptions::channels`] = 1 loads one channel, the luma of the 8-bit
+//!   RGB image with PIL's `convert("L")` weights (`(299 R + 587 G + 114 B) / 1000`, rounded;
+//!   torchvision's `Grayscale` uses the same), so a grayscale file loads exactly as stored;
+//!   with 3 channels a grayscale file is replicated into R, G and B. Resized the same way.
+//! - Unlabelled folders: with [`FolderOptions::allow_unlabelled`], a folder whose images lie
+//!   directly in it (no class sub-folder holds an image) is one unconditional set, label 0
+//!   for every image and `K = 0`.
 //! - Listing does not decode: [`ImageFolder`] holds the (path, label) list and decodes an
 //!   image when it is asked for. A file that cannot be decoded gives [`Error::Io`] naming it.
 //!
@@ -34,11 +41,38 @@ pub const DEFAULT_MAX_PER_CLASS: usize = 3000;
 /// The resampling filter of every resize in this module.
 pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
 
+/// How [`ImageFolder::open_opts`] lists and loads a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderOptions {
+    /// Side of the loaded images, in pixels.
+    pub resolution: usize,
+    /// Channels of the loaded images: 3 (RGB) or 1 (grayscale).
+    pub channels: usize,
+    /// Images taken per class (the first in sorted file-name order).
+    pub max_per_class: usize,
+    /// Accept a folder without class sub-folders as one unlabelled set (label 0, K = 0).
+    pub allow_unlabelled: bool,
+}
+
+impl FolderOptions {
+    /// RGB at `resolution`, [`DEFAULT_MAX_PER_CLASS`] per class, class folders required
+    /// (what [`ImageFolder::open`] does).
+    pub fn new(resolution: usize) -> Self {
+        FolderOptions {
+            resolution,
+            channels: 3,
+            max_per_class: DEFAULT_MAX_PER_CLASS,
+            allow_unlabelled: false,
+        }
+    }
+}
+
 /// An image folder in the AFHQ layout, listed but not decoded (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct ImageFolder {
     root: PathBuf,
     resolution: usize,
+    channels: usize,
     class_names: Vec<String>,
     counts: Vec<usize>,
     items: Vec<(PathBuf, i64)>,
@@ -58,14 +92,54 @@ impl ImageFolder {
         resolution: usize,
         max_per_class: usize,
     ) -> Result<Self> {
+        Self::open_opts(
+            root,
+            &FolderOptions {
+                max_per_class,
+                ..FolderOptions::new(resolution)
+            },
+        )
+    }
+
+    /// Lists `root` as `opts` say (see the module documentation). Fails, naming the folder,
+    /// when it holds no image at all, or (without `allow_unlabelled`) no class folder.
+    pub fn open_opts(root: impl AsRef<Path>, opts: &FolderOptions) -> Result<Self> {
         let root = root.as_ref();
+        let (resolution, max_per_class) = (opts.resolution, opts.max_per_class);
         check_resolution(resolution)?;
+        check_channels(opts.channels)?;
         if max_per_class == 0 {
             return Err(Error::InvalidArgument(
                 "max_per_class must be at least 1".into(),
             ));
         }
         let classes = class_dirs(root)?;
+        if opts.allow_unlabelled {
+            let mut labelled = false;
+            for (_, dir) in &classes {
+                labelled |= !image_files(dir)?.is_empty();
+            }
+            if !labelled {
+                // No class folder holds an image: the folder's own images, unlabelled.
+                let files = image_files(root)?;
+                if files.is_empty() {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} holds no .png/.jpg/.jpeg image, neither directly nor in class \
+                         sub-folders (root/<class>/*.png for labelled data)",
+                        root.display()
+                    )));
+                }
+                let take = files.len().min(max_per_class);
+                return Ok(ImageFolder {
+                    root: root.to_path_buf(),
+                    resolution,
+                    channels: opts.channels,
+                    class_names: Vec::new(),
+                    counts: vec![take],
+                    items: files.into_iter().take(take).map(|p| (p, 0)).collect(),
+                });
+            }
+        }
         if classes.is_empty() {
             return Err(Error::InvalidArgument(format!(
                 "{} has no class sub-folders (expected root/<class>/*.png|jpg|jpeg)",
@@ -91,6 +165,7 @@ impl ImageFolder {
         Ok(ImageFolder {
             root: root.to_path_buf(),
             resolution,
+            channels: opts.channels,
             class_names,
             counts,
             items,
@@ -107,9 +182,20 @@ impl ImageFolder {
         self.resolution
     }
 
-    /// Values per loaded image: `3 * resolution * resolution`.
+    /// Values per loaded image: `channels * resolution * resolution`.
     pub fn dim(&self) -> usize {
-        3 * self.resolution * self.resolution
+        self.channels * self.resolution * self.resolution
+    }
+
+    /// Channels of the loaded images (3 unless [`FolderOptions::channels`] said 1).
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// True when the folder has class sub-folders (labels 1..=K); false for an unlabelled
+    /// folder (label 0 everywhere).
+    pub fn is_labelled(&self) -> bool {
+        !self.class_names.is_empty()
     }
 
     /// Number of images (after the per-class cap).
@@ -127,12 +213,13 @@ impl ImageFolder {
         &self.class_names
     }
 
-    /// Number of classes `K` (labels `1..=K`).
+    /// Number of classes `K` (labels `1..=K`; 0 for an unlabelled folder).
     pub fn num_classes(&self) -> usize {
         self.class_names.len()
     }
 
-    /// Images taken per class (after the cap), in label order.
+    /// Images taken per class (after the cap), in label order (one count for an unlabelled
+    /// folder).
     pub fn counts(&self) -> &[usize] {
         &self.counts
     }
@@ -170,10 +257,13 @@ impl ImageFolder {
             })
     }
 
-    /// Decodes image `index`: CHW pixels (3 x R x R, [-1, 1]) and its label.
+    /// Decodes image `index`: CHW pixels (C x R x R, [-1, 1]) and its label.
     pub fn load(&self, index: usize) -> Result<(Vec<f32>, i64)> {
         let (path, label) = self.item(index)?;
-        Ok((load_image(path, self.resolution)?, label))
+        Ok((
+            load_image_channels(path, self.resolution, self.channels)?,
+            label,
+        ))
     }
 
     /// Decodes the images `indices` (in that order) into one N x 3 x R x R batch, with their
@@ -186,13 +276,16 @@ impl ImageFolder {
             paths.push(p);
             labels.push(l);
         }
-        Ok((load_many(&paths, self.resolution)?, labels))
+        Ok((load_many(&paths, self.resolution, self.channels)?, labels))
     }
 
     /// Decodes every image (N x 3 x R x R, item order) with its labels.
     pub fn load_all(&self) -> Result<(Vec<f32>, Vec<i64>)> {
         let paths: Vec<&Path> = self.items.iter().map(|(p, _)| p.as_path()).collect();
-        Ok((load_many(&paths, self.resolution)?, self.labels()))
+        Ok((
+            load_many(&paths, self.resolution, self.channels)?,
+            self.labels(),
+        ))
     }
 }
 
@@ -200,6 +293,15 @@ fn check_resolution(resolution: usize) -> Result<()> {
     if resolution == 0 || resolution > 8192 {
         return Err(Error::InvalidArgument(format!(
             "image resolution must be in 1..=8192, got {resolution}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_channels(channels: usize) -> Result<()> {
+    if channels != 1 && channels != 3 {
+        return Err(Error::InvalidArgument(format!(
+            "images have 1 (grayscale) or 3 (RGB) channels, not {channels}"
         )));
     }
     Ok(())
@@ -326,11 +428,35 @@ pub fn load_image(path: &Path, resolution: usize) -> Result<Vec<f32>> {
     Ok(to_chw(&decode_rgb(path, resolution)?, resolution))
 }
 
+/// [`load_image`] with `channels` = 3 (RGB) or 1 (grayscale: PIL's luma of the 8-bit RGB
+/// image, see the module documentation), `channels x R x R` values.
+pub fn load_image_channels(path: &Path, resolution: usize, channels: usize) -> Result<Vec<f32>> {
+    check_channels(channels)?;
+    let rgb = load_image(path, resolution)?;
+    if channels == 3 {
+        return Ok(rgb);
+    }
+    Ok(luma(&rgb, resolution * resolution))
+}
+
+/// One luma channel of a 3 x n CHW image in [-1, 1], computed on its 8-bit levels with PIL's
+/// integer formula so that a gray pixel keeps its level exactly.
+fn luma(rgb: &[f32], n: usize) -> Vec<f32> {
+    let level = |v: f32| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+    (0..n)
+        .map(|p| {
+            let y = crate::imageio::luma(level(rgb[p]), level(rgb[n + p]), level(rgb[2 * n + p]));
+            f32::from(y) / 127.5 - 1.0
+        })
+        .collect()
+}
+
 /// Decodes `paths` into one batch, on up to `available_parallelism` threads; the first error
 /// (in path order) is returned.
-fn load_many(paths: &[&Path], resolution: usize) -> Result<Vec<f32>> {
+fn load_many(paths: &[&Path], resolution: usize, channels: usize) -> Result<Vec<f32>> {
     check_resolution(resolution)?;
-    let dim = 3 * resolution * resolution;
+    check_channels(channels)?;
+    let dim = channels * resolution * resolution;
     let mut out = vec![0f32; paths.len() * dim];
     if paths.is_empty() {
         return Ok(out);
@@ -346,7 +472,7 @@ fn load_many(paths: &[&Path], resolution: usize) -> Result<Vec<f32>> {
             .map(|(dst, ps)| {
                 s.spawn(move || -> Result<()> {
                     for (d, p) in dst.chunks_mut(dim).zip(ps) {
-                        d.copy_from_slice(&load_image(p, resolution)?);
+                        d.copy_from_slice(&load_image_channels(p, resolution, channels)?);
                     }
                     Ok(())
                 })
@@ -452,7 +578,7 @@ pub fn load_flat_folder(dir: impl AsRef<Path>, resolution: usize) -> Result<Vec<
         )));
     }
     let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    load_many(&paths, resolution)
+    load_many(&paths, resolution, 3)
 }
 
 /// Joins worker threads, returning the first error (a panicked worker becomes an error).

@@ -3,7 +3,8 @@
 //!
 //! [`Toy2d`] generates the seven 2D sets of the reference workflow, seeded and deterministic
 //! through the counter-based generator of [`crate::rng`]. [`Shapes`] draws coloured shapes
-//! (seeded, class-conditional) for tests and the demo model. [`ImageFolder`] lists and loads
+//! (seeded, class-conditional) for tests and the demo model; [`ShapeColours`] crosses shapes
+//! with colours for up to 20 classes (the own-data example) and writes them as an image folder. [`ImageFolder`] lists and loads
 //! `root/<class>/*.png|jpg|jpeg` folders; [`build_eval_folder`] and [`load_flat_folder`] write
 //! and read the flat evaluation folder used for FID.
 
@@ -12,7 +13,8 @@ pub mod shapes;
 mod toy2d;
 
 pub use images::{
-    build_eval_folder, load_flat_folder, load_image, ImageFolder, DEFAULT_MAX_PER_CLASS,
+    build_eval_folder, load_flat_folder, load_image, load_image_channels, FolderOptions,
+    ImageFolder, DEFAULT_MAX_PER_CLASS,
 };
-pub use shapes::{Shapes, SHAPES_STREAM};
+pub use shapes::{ShapeColours, Shapes, SHAPES_STREAM};
 pub use toy2d::{normalize_scalar, Normalization, Toy2d, TOY2D_STREAM};

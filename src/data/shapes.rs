@@ -160,52 +160,60 @@ impl Shapes {
 
     /// Draws image `index` of `seed` with class `label` into `out` (length `dim()`).
     fn render(&self, seed: u64, index: u64, label: i64, out: &mut [f32]) {
-        let res = self.resolution;
-        let rf = res as f64;
-        let n = res * res;
-        let mut u = [0f64; 16];
-        rng::fill_uniform(seed, index, SHAPES_STREAM, &mut u);
-        let mut noise = vec![0f32; 3 * n];
-        rng::fill_normal(seed, index, SHAPES_STREAM + 1, &mut noise);
-
-        // Background: gradient between two dark colours along a random direction.
-        let bg0 = hsv_to_rgb(360.0 * u[0], 0.6 * u[1], 0.08 + 0.30 * u[2]);
-        let bg1 = hsv_to_rgb(360.0 * u[3], 0.6 * u[4], 0.08 + 0.30 * u[5]);
-        let theta = std::f64::consts::TAU * u[6];
-        let (dx, dy) = (theta.cos(), theta.sin());
-
-        // Foreground colour: the class hue, jittered.
         let class = (label - 1).clamp(0, MAX_CLASSES as i64 - 1) as usize;
-        let hue = HUES[class] + HUE_JITTER * (2.0 * u[7] - 1.0);
-        let fg = hsv_to_rgb(hue, 0.65 + 0.25 * u[8], 0.8 + 0.2 * u[9]);
+        render(self.resolution, seed, index, class, HUES[class], out);
+    }
+}
 
-        // Shape: size, then a centre that keeps the shape (plus one pixel) inside the image.
-        let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
-        let shape = match class {
-            0 => Shape::Circle(lerp(0.20, 0.32, u[10]) * rf),
-            1 => Shape::Square(lerp(0.17, 0.28, u[10]) * rf),
-            2 => Shape::Triangle(lerp(0.28, 0.42, u[10]) * rf),
-            _ => Shape::Cross(lerp(0.24, 0.36, u[10]) * rf),
-        };
-        let (left, right, top, bottom) = shape.extent();
-        let cx = lerp(left + 1.0, rf - right - 1.0, u[11]);
-        let cy = lerp(top + 1.0, rf - bottom - 1.0, u[12]);
+/// Draws image `index` of `seed`: shape `shape` (0 circle, 1 square, 2 triangle, 3 cross) in
+/// the hue family `hue` (degrees), into `out` (3 x res x res). The draws from the generator do
+/// not depend on the shape or hue, so the classes share their backgrounds and jitter.
+fn render(res: usize, seed: u64, index: u64, shape: usize, hue: f64, out: &mut [f32]) {
+    let rf = res as f64;
+    let n = res * res;
+    let mut u = [0f64; 16];
+    rng::fill_uniform(seed, index, SHAPES_STREAM, &mut u);
+    let mut noise = vec![0f32; 3 * n];
+    rng::fill_normal(seed, index, SHAPES_STREAM + 1, &mut noise);
 
-        for y in 0..res {
-            for x in 0..res {
-                let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
-                let t = (((px - 0.5 * rf) * dx + (py - 0.5 * rf) * dy) / rf + 0.5).clamp(0.0, 1.0);
-                let cov = (0.5 - shape.sdf(px - cx, py - cy)).clamp(0.0, 1.0);
-                let p = y * res + x;
-                for c in 0..3 {
-                    let bg = lerp(bg0[c], bg1[c], t) + NOISE_STD * f64::from(noise[c * n + p]);
-                    let v = lerp(bg, fg[c], cov);
-                    out[c * n + p] = ((2.0 * v - 1.0) as f32).clamp(-1.0, 1.0);
-                }
+    // Background: gradient between two dark colours along a random direction.
+    let bg0 = hsv_to_rgb(360.0 * u[0], 0.6 * u[1], 0.08 + 0.30 * u[2]);
+    let bg1 = hsv_to_rgb(360.0 * u[3], 0.6 * u[4], 0.08 + 0.30 * u[5]);
+    let theta = std::f64::consts::TAU * u[6];
+    let (dx, dy) = (theta.cos(), theta.sin());
+
+    // Foreground colour: the class hue, jittered.
+    let hue = hue + HUE_JITTER * (2.0 * u[7] - 1.0);
+    let fg = hsv_to_rgb(hue, 0.65 + 0.25 * u[8], 0.8 + 0.2 * u[9]);
+
+    // Shape: size, then a centre that keeps the shape (plus one pixel) inside the image.
+    let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
+    let shape = match shape {
+        0 => Shape::Circle(lerp(0.20, 0.32, u[10]) * rf),
+        1 => Shape::Square(lerp(0.17, 0.28, u[10]) * rf),
+        2 => Shape::Triangle(lerp(0.28, 0.42, u[10]) * rf),
+        _ => Shape::Cross(lerp(0.24, 0.36, u[10]) * rf),
+    };
+    let (left, right, top, bottom) = shape.extent();
+    let cx = lerp(left + 1.0, rf - right - 1.0, u[11]);
+    let cy = lerp(top + 1.0, rf - bottom - 1.0, u[12]);
+
+    for y in 0..res {
+        for x in 0..res {
+            let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
+            let t = (((px - 0.5 * rf) * dx + (py - 0.5 * rf) * dy) / rf + 0.5).clamp(0.0, 1.0);
+            let cov = (0.5 - shape.sdf(px - cx, py - cy)).clamp(0.0, 1.0);
+            let p = y * res + x;
+            for c in 0..3 {
+                let bg = lerp(bg0[c], bg1[c], t) + NOISE_STD * f64::from(noise[c * n + p]);
+                let v = lerp(bg, fg[c], cov);
+                out[c * n + p] = ((2.0 * v - 1.0) as f32).clamp(-1.0, 1.0);
             }
         }
     }
+}
 
+impl Shapes {
     /// Recognises the class of one CHW image (3 x R x R, [-1, 1]) from its pixels; `None` when
     /// the image shows no recognisable shape (also when `chw` has the wrong length).
     ///
@@ -216,72 +224,16 @@ impl Shapes {
     /// at least 0.25), its bounding-box fill ratio and vertical centroid give a shape class
     /// (nearest prototype among the `K` classes). The label is returned only when both agree.
     pub fn classify(&self, chw: &[f32]) -> Option<i64> {
-        let res = self.resolution;
-        let n = res * res;
-        if chw.len() != 3 * n {
-            return None;
-        }
-        let val = |c: usize, p: usize| (0.5 * f64::from(chw[c * n + p]) + 0.5).clamp(0.0, 1.0);
-        let bright: Vec<f64> = (0..n)
-            .map(|p| val(0, p).max(val(1, p)).max(val(2, p)))
-            .collect();
-        let mut sorted = bright.clone();
-        sorted.sort_by(f64::total_cmp);
-        let bg = sorted[n / 2];
-        let fg = sorted[((n as f64 * 0.97) as usize).min(n - 1)];
-        if (fg - bg).is_nan() || fg - bg < 0.2 {
-            return None;
-        }
-        let thr = 0.5 * (bg + fg);
-        let mask: Vec<bool> = bright.iter().map(|&b| b > thr).collect();
-        let total = mask.iter().filter(|&&m| m).count();
-        let blob = largest_component(&mask, res);
-        let area = blob.len();
-        if (area as f64) < 0.8 * total as f64
-            || (area as f64) < 0.02 * n as f64
-            || (area as f64) > 0.5 * n as f64
-        {
-            return None;
-        }
-
-        // Hue of the blob's mean colour.
-        let mut mean = [0f64; 3];
-        for &p in &blob {
-            for (c, m) in mean.iter_mut().enumerate() {
-                *m += val(c, p);
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= area as f64);
-        let (hue, sat) = rgb_to_hue_sat(mean);
-        if sat < 0.25 {
+        let f = blob_features(self.resolution, chw)?;
+        if f.sat < 0.25 {
             return None;
         }
         let hue_class = (0..self.classes)
-            .map(|k| (k, hue_distance(hue, HUES[k])))
+            .map(|k| (k, hue_distance(f.hue, HUES[k])))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .filter(|&(_, d)| d <= HUE_TOLERANCE)?
             .0;
-
-        // Shape features of the blob.
-        let (mut x0, mut x1, mut y0, mut y1, mut ysum) = (res, 0, res, 0, 0.0);
-        for &p in &blob {
-            let (x, y) = (p % res, p / res);
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
-            ysum += y as f64 + 0.5;
-        }
-        let (w, h) = ((x1 - x0 + 1) as f64, (y1 - y0 + 1) as f64);
-        let fill = area as f64 / (w * h);
-        let cy = (ysum / area as f64 - y0 as f64) / h;
-        let shape_class = (0..self.classes)
-            .map(|k| {
-                let (f, c) = PROTOTYPES[k];
-                (k, (fill - f).hypot(CENTROID_WEIGHT * (cy - c)))
-            })
-            .min_by(|a, b| a.1.total_cmp(&b.1))?
-            .0;
+        let shape_class = nearest_shape(&f, self.classes)?;
         (shape_class == hue_class).then_some(hue_class as i64 + 1)
     }
 
@@ -297,6 +249,251 @@ impl Shapes {
         }
         Ok(images.chunks(dim).map(|im| self.classify(im)).collect())
     }
+}
+
+/// Colours of [`ShapeColours`]: (name, hue in degrees), at least 55 degrees apart.
+pub const COLOURS: [(&str, f64); 5] = [
+    ("red", 0.0),
+    ("yellow", 55.0),
+    ("green", 120.0),
+    ("blue", 230.0),
+    ("magenta", 300.0),
+];
+
+/// Most classes [`ShapeColours`] offers: 4 shapes x 5 colours.
+pub const MAX_COMBOS: usize = MAX_CLASSES * COLOURS.len();
+
+/// Shapes crossed with colours: class `k` (0-based, label `k + 1`) is shape `k / 5` (circle,
+/// square, triangle, cross) in colour `k % 5` ([`COLOURS`]), so 10 classes are circles and
+/// squares in five colours, and neither the colour nor the shape alone tells the class.
+/// Images are drawn as [`Shapes`] draws them (same background, jitter and sizes); labels are
+/// balanced in blocks of K as there. [`ShapeColours::classify`] recognises a class from the
+/// pixels (colour and shape must both be recognised).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShapeColours {
+    resolution: usize,
+    classes: usize,
+}
+
+impl ShapeColours {
+    /// `classes` in `1..=`[`MAX_COMBOS`] at `resolution` (at least [`MIN_RESOLUTION`]).
+    pub fn new(resolution: usize, classes: usize) -> Result<Self> {
+        if !(MIN_RESOLUTION..=4096).contains(&resolution) {
+            return Err(Error::InvalidArgument(format!(
+                "shape-colour resolution must be in {MIN_RESOLUTION}..=4096, got {resolution}"
+            )));
+        }
+        if classes == 0 || classes > MAX_COMBOS {
+            return Err(Error::InvalidArgument(format!(
+                "shape-colour classes must be in 1..={MAX_COMBOS}, got {classes}"
+            )));
+        }
+        Ok(ShapeColours {
+            resolution,
+            classes,
+        })
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Side of the images.
+    pub fn resolution(&self) -> usize {
+        self.resolution
+    }
+
+    /// Values per image: `3 * resolution * resolution`.
+    pub fn dim(&self) -> usize {
+        3 * self.resolution * self.resolution
+    }
+
+    /// Class names in label order, `colour_shape` (`red_circle`, ...).
+    pub fn class_names(&self) -> Vec<String> {
+        (0..self.classes)
+            .map(|k| {
+                format!(
+                    "{}_{}",
+                    COLOURS[k % COLOURS.len()].0,
+                    CLASS_NAMES[k / COLOURS.len()]
+                )
+            })
+            .collect()
+    }
+
+    /// The label (`1..=K`) of image `index` of `seed`: each block of K consecutive indices
+    /// holds every class once.
+    pub fn label(&self, seed: u64, index: u64) -> i64 {
+        let k = self.classes as u64;
+        let (block, pos) = (index / k, (index % k) as usize);
+        let mut perm: Vec<usize> = (0..self.classes).collect();
+        let mut u = vec![0f64; self.classes];
+        rng::fill_uniform(seed, block, SHAPES_STREAM + 3, &mut u);
+        for i in (1..self.classes).rev() {
+            let j = ((u[i] * (i + 1) as f64) as usize).min(i);
+            perm.swap(i, j);
+        }
+        perm[pos] as i64 + 1
+    }
+
+    /// Image `index` of `seed` (3 x R x R in [-1, 1]) and its label.
+    pub fn image(&self, seed: u64, index: u64) -> (Vec<f32>, i64) {
+        let label = self.label(seed, index);
+        let k = (label - 1) as usize;
+        let mut out = vec![0f32; self.dim()];
+        render(
+            self.resolution,
+            seed,
+            index,
+            k / COLOURS.len(),
+            COLOURS[k % COLOURS.len()].1,
+            &mut out,
+        );
+        (out, label)
+    }
+
+    /// The class (label) one CHW image (3 x R x R) shows, `None` when its colour or shape is
+    /// not recognised (the blob rules of [`Shapes::classify`]).
+    pub fn classify(&self, chw: &[f32]) -> Option<i64> {
+        let f = blob_features(self.resolution, chw)?;
+        if f.sat < 0.25 {
+            return None;
+        }
+        let colour = (0..COLOURS.len())
+            .map(|c| (c, hue_distance(f.hue, COLOURS[c].1)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .filter(|&(_, d)| d <= HUE_TOLERANCE)?
+            .0;
+        let shape = nearest_shape(&f, self.classes.div_ceil(COLOURS.len()))?;
+        let k = shape * COLOURS.len() + colour;
+        (k < self.classes).then_some(k as i64 + 1)
+    }
+
+    /// Writes images `0..n` of `seed` as PNG files `out/<class name>/<index>.png` (5 digits),
+    /// with `channels` 3 (RGB) or 1 (grayscale by [`crate::imageio::luma`]): an image folder
+    /// for `dpm train --data folder:OUT`. Returns the number written.
+    pub fn write_folder(
+        &self,
+        out: &std::path::Path,
+        n: usize,
+        seed: u64,
+        channels: usize,
+    ) -> Result<usize> {
+        if channels != 1 && channels != 3 {
+            return Err(Error::InvalidArgument(format!(
+                "channels must be 1 or 3, got {channels}"
+            )));
+        }
+        let names = self.class_names();
+        let r = self.resolution;
+        for i in 0..n {
+            let (img, label) = self.image(seed, i as u64);
+            let dir = out.join(&names[(label - 1) as usize]);
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let path = dir.join(format!("{i:05}.png"));
+            if channels == 3 {
+                crate::imageio::save_png(&path, &img, 1, 0, 3, r, r)?;
+            } else {
+                let mut gray = vec![0u8; r * r];
+                crate::imageio::to_pixels(
+                    &img,
+                    1,
+                    3,
+                    r,
+                    r,
+                    crate::imageio::PixelFormat::Gray8,
+                    &mut gray,
+                )?;
+                let g: Vec<f32> = gray.iter().map(|&v| f32::from(v) / 127.5 - 1.0).collect();
+                crate::imageio::save_png(&path, &g, 1, 0, 1, r, r)?;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// What [`Shapes::classify`] measures of an image's foreground blob.
+struct BlobFeatures {
+    /// Hue (degrees) and HSV saturation of the blob's mean colour.
+    hue: f64,
+    sat: f64,
+    /// Bounding-box fill ratio.
+    fill: f64,
+    /// Vertical centroid within the bounding box (0 = top).
+    cy: f64,
+}
+
+/// The foreground blob's features of one CHW image (3 x res x res), `None` when there is no
+/// clear blob (see [`Shapes::classify`]).
+fn blob_features(res: usize, chw: &[f32]) -> Option<BlobFeatures> {
+    let n = res * res;
+    if chw.len() != 3 * n {
+        return None;
+    }
+    let val = |c: usize, p: usize| (0.5 * f64::from(chw[c * n + p]) + 0.5).clamp(0.0, 1.0);
+    let bright: Vec<f64> = (0..n)
+        .map(|p| val(0, p).max(val(1, p)).max(val(2, p)))
+        .collect();
+    let mut sorted = bright.clone();
+    sorted.sort_by(f64::total_cmp);
+    let bg = sorted[n / 2];
+    let fg = sorted[((n as f64 * 0.97) as usize).min(n - 1)];
+    if (fg - bg).is_nan() || fg - bg < 0.2 {
+        return None;
+    }
+    let thr = 0.5 * (bg + fg);
+    let mask: Vec<bool> = bright.iter().map(|&b| b > thr).collect();
+    let total = mask.iter().filter(|&&m| m).count();
+    let blob = largest_component(&mask, res);
+    let area = blob.len();
+    if (area as f64) < 0.8 * total as f64
+        || (area as f64) < 0.02 * n as f64
+        || (area as f64) > 0.5 * n as f64
+    {
+        return None;
+    }
+
+    // Hue of the blob's mean colour.
+    let mut mean = [0f64; 3];
+    for &p in &blob {
+        for (c, m) in mean.iter_mut().enumerate() {
+            *m += val(c, p);
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= area as f64);
+    let (hue, sat) = rgb_to_hue_sat(mean);
+    // Shape features of the blob.
+    let (mut x0, mut x1, mut y0, mut y1, mut ysum) = (res, 0, res, 0, 0.0);
+    for &p in &blob {
+        let (x, y) = (p % res, p / res);
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+        ysum += y as f64 + 0.5;
+    }
+    let (w, h) = ((x1 - x0 + 1) as f64, (y1 - y0 + 1) as f64);
+    let fill = area as f64 / (w * h);
+    let cy = (ysum / area as f64 - y0 as f64) / h;
+    Some(BlobFeatures { hue, sat, fill, cy })
+}
+
+/// The nearest shape prototype among the first `shapes` (0 circle, 1 square, 2 triangle,
+/// 3 cross).
+fn nearest_shape(f: &BlobFeatures, shapes: usize) -> Option<usize> {
+    Some(
+        (0..shapes.min(MAX_CLASSES))
+            .map(|k| {
+                let (pf, pc) = PROTOTYPES[k];
+                (k, (f.fill - pf).hypot(CENTROID_WEIGHT * (f.cy - pc)))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))?
+            .0,
+    )
 }
 
 /// One shape, centred at the origin, sizes in pixels.

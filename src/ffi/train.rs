@@ -8,7 +8,7 @@ use super::handles::{acquire, dpm_runtime};
 use super::{guard0, CResult};
 use crate::error::Error;
 use crate::ffi::dpm_status;
-use crate::train::{self, TrainConfig};
+use crate::train::{self, Arch, MlpArch, TrainConfig, UnetArch};
 
 /// Training progress callback: called after every step with the 1-based step, the total and
 /// the step's loss; return nonzero to stop (a checkpoint is saved; `dpm_train` then returns
@@ -24,11 +24,13 @@ pub type dpm_train_progress_fn =
 pub struct dpm_train_params {
     /// `sizeof(dpm_train_params)`.
     pub struct_size: usize,
-    /// Preset: "toy2d" (default), "afhq64" or "demo".
+    /// Preset: "toy2d" (default; "own" when `network` is "unet"), "afhq64", "demo" or "own".
     pub preset: *const c_char,
-    /// Network: "toy2d", "unet_small", "afhq64".
+    /// Network: "toy2d", "unet_small", "afhq64" (bundled), or "unet" / "mlp": any size (the
+    /// fields from `resolution` on), graphs generated for the configuration and cached.
     pub network: *const c_char,
-    /// Data: a 2D set name, "shapes", or "folder:PATH".
+    /// Data: a 2D set name, "shapes", "combos:K", or "folder:PATH" (class sub-folders in
+    /// sorted order are labels 1..K; a folder of images without them trains unconditionally).
     pub data: *const c_char,
     /// Output folder (checkpoint, loss.csv, model/; the CLI also draws loss.png). Required.
     pub out_dir: *const c_char,
@@ -56,7 +58,31 @@ pub struct dpm_train_params {
     pub progress: dpm_train_progress_fn,
     /// Passed to `progress`.
     pub user_data: *mut c_void,
+    /// unet: image side in pixels (0: 32). The fields from here on were added after the
+    /// first 0.2 layout: a caller whose struct_size ends before them gets their defaults.
+    pub resolution: usize,
+    /// unet: 1 (grayscale) or 3 (RGB; 0: 3).
+    pub channels: usize,
+    /// unet: class count (0: the data's class folders).
+    pub classes: usize,
+    /// unet: nonzero trains unconditionally (no labels), whatever the data's classes.
+    pub unconditional: i32,
+    /// unet: base channel count (0: 32); mlp: hidden width (0: 128).
+    pub width: usize,
+    /// unet: resolution levels (0: 3); mlp: hidden layers (0: 3).
+    pub depth: usize,
+    /// unet: levels with self-attention, e.g. "1" or "1,2"; "" or "none" for none; NULL: "1".
+    pub attention: *const c_char,
+    /// unet: ResBlocks per level (0: 1).
+    pub res_blocks: usize,
+    /// unet: dropout rate below 1 (0: 0.1; negative: none). NaN and infinities are refused.
+    pub dropout: f64,
+    /// Folder of generated graphs (NULL: DPM_GRAPH_CACHE, else ~/.cache/dpm/graphs).
+    pub graph_cache: *const c_char,
 }
+
+/// Size of `dpm_train_params` before the custom-network fields (the first 0.2 layout).
+const TRAIN_PARAMS_0_2_0: usize = std::mem::offset_of!(dpm_train_params, resolution);
 
 impl Default for dpm_train_params {
     fn default() -> Self {
@@ -77,6 +103,16 @@ impl Default for dpm_train_params {
             resume: 0,
             progress: None,
             user_data: std::ptr::null_mut(),
+            resolution: 0,
+            channels: 0,
+            classes: 0,
+            unconditional: 0,
+            width: 0,
+            depth: 0,
+            attention: std::ptr::null(),
+            res_blocks: 0,
+            dropout: 0.0,
+            graph_cache: std::ptr::null(),
         }
     }
 }
@@ -109,10 +145,74 @@ fn below_one(v: f64, what: &str, negative: &str) -> CResult<f64> {
     Ok(v)
 }
 
+/// The custom-network fields applied to an architecture.
+fn apply_arch(p: &dpm_train_params, arch: &mut Arch) -> CResult<()> {
+    let nz = |v: usize, d: usize| if v == 0 { d } else { v };
+    match arch {
+        Arch::Unet(u) => {
+            u.resolution = nz(p.resolution, u.resolution);
+            u.channels = nz(p.channels, u.channels);
+            u.width = nz(p.width, u.width);
+            u.depth = nz(p.depth, u.depth);
+            u.res_blocks = nz(p.res_blocks, u.res_blocks);
+            if p.classes > 0 {
+                u.classes = Some(p.classes);
+            }
+            if p.unconditional != 0 {
+                u.classes = Some(0);
+            }
+            if let Some(a) = opt_cstr(p.attention, "params.attention")? {
+                let a = a.trim();
+                u.attention = if a.is_empty() || a.eq_ignore_ascii_case("none") {
+                    Vec::new()
+                } else {
+                    a.split(',')
+                        .map(|v| {
+                            v.trim().parse().map_err(|_| {
+                                Error::InvalidArgument(format!(
+                                    "params.attention = \"{a}\": levels are numbers \
+                                     separated by commas (or \"none\")"
+                                ))
+                            })
+                        })
+                        .collect::<Result<_, _>>()?
+                };
+            }
+            let d = below_one(p.dropout, "params.dropout", "none")?;
+            if d != 0.0 {
+                u.dropout = d.max(0.0);
+            }
+        }
+        Arch::Mlp(m) => {
+            m.width = nz(p.width, m.width);
+            m.depth = nz(p.depth, m.depth);
+        }
+    }
+    Ok(())
+}
+
 fn config(p: &dpm_train_params) -> CResult<TrainConfig> {
-    let mut c = TrainConfig::preset(opt_cstr(p.preset, "params.preset")?.unwrap_or("toy2d"))?;
-    if let Some(n) = opt_cstr(p.network, "params.network")? {
+    let network = opt_cstr(p.network, "params.network")?;
+    let preset = match (opt_cstr(p.preset, "params.preset")?, network) {
+        (Some(s), _) => s,
+        (None, Some("unet")) => "own",
+        _ => "toy2d",
+    };
+    let mut c = TrainConfig::preset(preset)?;
+    if let Some(n) = network {
         c.network = n.into();
+        c.arch = match (n, c.arch.take()) {
+            ("unet", Some(a @ Arch::Unet(_))) | ("mlp", Some(a @ Arch::Mlp(_))) => Some(a),
+            ("unet", _) => Some(Arch::Unet(UnetArch::default())),
+            ("mlp", _) => Some(Arch::Mlp(MlpArch::default())),
+            _ => None,
+        };
+    }
+    if let Some(arch) = &mut c.arch {
+        apply_arch(p, arch)?;
+    } else {
+        // Finite or not, a float field is checked as given (the rule of every float here).
+        finite(p.dropout, "params.dropout")?;
     }
     if let Some(d) = opt_cstr(p.data, "params.data")? {
         c.data = d.into();
@@ -200,11 +300,13 @@ pub extern "C" fn dpm_train(
 ) -> dpm_status {
     guard0(|| {
         let rt = acquire(runtime, "runtime")?;
-        let p = args::params(params, "params")?;
+        let p = args::params_since(params, "params", &[TRAIN_PARAMS_0_2_0])?;
         let out_dir = path_arg(p.out_dir, "params.out_dir")?;
         let dst = slice_mut(model_path as *mut u8, model_path_len, "model_path")?;
-        let cfg = config(&p)?;
-        let manifest = train::Manifest::load(&train::models_dir(), &cfg.network)?;
+        let mut cfg = config(&p)?;
+        let cache = opt_cstr(p.graph_cache, "params.graph_cache")?.map(Path::new);
+        let prepared = train::prepare(&mut cfg, cache)?;
+        let manifest = prepared.manifest;
         // Where train_to_dir exports the model: refuse a buffer too small for it before
         // training for minutes (the check after training stays, and names the path).
         let expected = out_dir.join("model").join(&manifest.inference.file);
@@ -217,13 +319,14 @@ pub extern "C" fn dpm_train(
             ))
             .into());
         }
-        let data = train::data::open(&cfg, &manifest)?;
+        let data = prepared.data;
         // The total as the callback gets it (a size_t; `params.steps` came from one, a
         // preset's count is small).
         let total = usize::try_from(cfg.steps).unwrap_or(usize::MAX);
-        let r = train::train_to_dir(
+        let r = train::train_to_dir_with(
             &rt.rt,
             cfg,
+            manifest,
             data,
             Path::new(out_dir),
             p.resume != 0,
@@ -241,6 +344,102 @@ pub extern "C" fn dpm_train(
             },
         )?;
         write_model_path(dst, &r.model.to_string_lossy())
+    })
+}
+
+/// What a training configuration costs (`dpm_train_estimate`; `dpm train --dry-run`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct dpm_train_size {
+    /// `sizeof(dpm_train_size)`, set by the caller.
+    pub struct_size: usize,
+    /// Parameters of the network.
+    pub params: usize,
+    /// Classes of the data (0: unlabelled, trained unconditionally).
+    pub classes: usize,
+    /// Samples in the training set.
+    pub samples: usize,
+    /// Bytes of the training state (parameters, Adam moments, EMA; two sets).
+    pub state_bytes: u64,
+    /// Growth of the process's peak resident memory over session creation and the measured
+    /// steps (0 where it cannot be measured).
+    pub step_memory_bytes: u64,
+    /// Median seconds per step, measured.
+    pub step_seconds: f64,
+    /// Seconds for the configuration's steps at that rate.
+    pub eta_seconds: f64,
+    /// Nonzero when this call generated the network's graphs (a cache miss).
+    pub generated: i32,
+}
+
+impl Default for dpm_train_size {
+    fn default() -> Self {
+        Self {
+            struct_size: std::mem::size_of::<Self>(),
+            params: 0,
+            classes: 0,
+            samples: 0,
+            state_bytes: 0,
+            step_memory_bytes: 0,
+            step_seconds: 0.0,
+            eta_seconds: 0.0,
+            generated: 0,
+        }
+    }
+}
+
+/// Measures a training configuration without training (the dry run of `dpm train`): finds or
+/// generates the network's graphs, loads the data, times `measure_steps` steps (at least 1,
+/// after one warm-up step) on a throw-away trainer and fills `size` (its struct_size set by the
+/// caller). Nothing is written to `params->out_dir`.
+#[no_mangle]
+pub extern "C" fn dpm_train_estimate(
+    runtime: *const dpm_runtime,
+    params: *const dpm_train_params,
+    measure_steps: usize,
+    size: *mut dpm_train_size,
+) -> dpm_status {
+    guard0(|| {
+        let rt = acquire(runtime, "runtime")?;
+        let p = args::params_since(params, "params", &[TRAIN_PARAMS_0_2_0])?;
+        let out = args::out(size, "size")?;
+        if out.struct_size != std::mem::size_of::<dpm_train_size>() {
+            return Err(Error::InvalidArgument(format!(
+                "size.struct_size = {} (this libdpm's is {})",
+                out.struct_size,
+                std::mem::size_of::<dpm_train_size>()
+            ))
+            .into());
+        }
+        if measure_steps > 10_000 {
+            return Err(Error::InvalidArgument(format!(
+                "measure_steps = {measure_steps}: at most 10000"
+            ))
+            .into());
+        }
+        let mut cfg = config(&p)?;
+        let cache = opt_cstr(p.graph_cache, "params.graph_cache")?.map(Path::new);
+        let prepared = train::prepare(&mut cfg, cache)?;
+        let generated = prepared.generated;
+        let r = train::size_report(
+            &rt.rt,
+            &cfg,
+            prepared.manifest,
+            prepared.data,
+            measure_steps,
+        )?;
+        *out = dpm_train_size {
+            struct_size: out.struct_size,
+            params: r.params,
+            classes: r.classes,
+            samples: r.samples,
+            state_bytes: r.state_bytes,
+            step_memory_bytes: r.step_memory_bytes.unwrap_or(0),
+            step_seconds: r.step_seconds,
+            eta_seconds: r.eta_seconds,
+            generated: i32::from(generated),
+        };
+        Ok(())
     })
 }
 

@@ -11,8 +11,10 @@
 //! B -> A), used alternately, so nothing is copied or rebound per step.
 
 pub mod checkpoint;
+pub mod custom;
 pub mod data;
 pub mod manifest;
+pub mod report;
 pub mod run;
 
 use std::path::{Path, PathBuf};
@@ -26,9 +28,11 @@ use crate::rng;
 use crate::runtime::Runtime;
 use crate::schedule::Schedule;
 pub use checkpoint::Checkpoint;
+pub use custom::{Arch, MlpArch, UnetArch};
 pub use data::{DataSource, Points};
 pub use manifest::{models_dir, Manifest};
-pub use run::{train_to_dir, RunOutcome};
+pub use report::{size_report, SizeReport};
+pub use run::{train_to_dir, train_to_dir_with, RunOutcome};
 
 /// RNG stream tags of training (apart from the sampler's and the data sets').
 const STREAM_INDEX: u32 = 0x7472_0001;
@@ -39,10 +43,18 @@ const STREAM_CFG: u32 = 0x7472_0004;
 /// Everything that defines a training run. A run is a pure function of it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainConfig {
-    /// Bundled network: `toy2d`, `unet_small`, `afhq64`.
+    /// Bundled network: `toy2d`, `unet_small`, `afhq64`; or `unet` / `mlp` with `arch` set
+    /// (a network for the user's own data, generated and cached: [`custom`]).
     pub network: String,
-    /// Data: a 2D set name (`swiss_roll`, ...), `shapes`, or `folder:PATH` (AFHQ layout).
+    /// Data: a 2D set name (`swiss_roll`, ...), `shapes`, `combos:K` (shapes crossed with
+    /// colours, K classes), or `folder:PATH` (class sub-folders, or an unlabelled folder of
+    /// images for an unconditional network).
     pub data: String,
+    /// The architecture of a custom network (`network` = `unet` or `mlp`); `None` for the
+    /// bundled networks. Absent from the checkpoints of bundled networks, so those read as
+    /// before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<custom::Arch>,
     /// Optimizer steps.
     pub steps: u64,
     /// Batch size.
@@ -86,6 +98,7 @@ impl TrainConfig {
             clip_norm: 0.0,
             checkpoint_every: 1000,
             dataset_size: 100_000,
+            arch: None,
         };
         Ok(match name {
             // SPEC.md's settings; the EMA copy (0.995) does not change the optimizer's path and
@@ -107,6 +120,21 @@ impl TrainConfig {
                 checkpoint_every: 5000,
                 ..base
             },
+            // A U-Net sized for the user's images (unet_small's architecture unless told
+            // otherwise; the class count comes from the data), unet_small's recipe.
+            "own" => TrainConfig {
+                network: "unet".into(),
+                data: String::new(),
+                steps: 5000,
+                batch: 16,
+                lr: 1e-3,
+                warmup: 100,
+                cfg_dropout: 0.1,
+                ema_decay: 0.999,
+                checkpoint_every: 500,
+                arch: Some(custom::Arch::Unet(custom::UnetArch::default())),
+                ..base
+            },
             "demo" => TrainConfig {
                 network: "unet_small".into(),
                 data: "shapes".into(),
@@ -123,7 +151,7 @@ impl TrainConfig {
                 return Err(Error::UnknownName {
                     kind: "training preset",
                     name: name.into(),
-                    known: "toy2d, afhq64, demo".into(),
+                    known: "toy2d, afhq64, demo, own".into(),
                 })
             }
         })
@@ -131,6 +159,23 @@ impl TrainConfig {
 
     /// Checks the values.
     pub fn validate(&self) -> Result<()> {
+        match (&self.arch, self.network.as_str()) {
+            (Some(a), n) if n != a.name() => {
+                return Err(Error::InvalidArgument(format!(
+                    "network {n} with a {} architecture: a custom architecture is network {}",
+                    a.name(),
+                    a.name()
+                )))
+            }
+            (None, "unet" | "mlp") => {
+                return Err(Error::InvalidArgument(format!(
+                    "network {} needs its architecture (resolution, channels, width, ...)",
+                    self.network
+                )))
+            }
+            (Some(a), _) => a.validate()?,
+            _ => {}
+        }
         if self.steps == 0 || self.batch == 0 {
             return Err(Error::InvalidArgument(
                 "steps and batch must be positive".into(),
@@ -387,6 +432,23 @@ impl Trainer {
                 "network {} is class-conditional; data '{}' has no labels",
                 manifest.network, cfg.data
             )));
+        }
+        // A label past the class-embedding table would fail inside the graph (or worse,
+        // index another row): the data must not have more classes than the network.
+        let net_classes = manifest
+            .config
+            .get("num_classes")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize);
+        if let Some(k) = net_classes.filter(|_| inputs.labels.is_some()) {
+            if data.num_classes() > k {
+                return Err(Error::InvalidArgument(format!(
+                    "data '{}' has {} classes, network {} takes {k}",
+                    cfg.data,
+                    data.num_classes(),
+                    manifest.network
+                )));
+            }
         }
         let mut extra: Vec<(&'static str, Tensor<f32>)> = vec![];
         for (name, v) in [
@@ -755,12 +817,143 @@ impl Trainer {
     /// bundled graph, with libdpm's metadata) and its external weights `dir/NAME.weights.bin`
     /// (the EMA copy when kept). Returns the model path.
     pub fn export(&self, dir: &Path) -> Result<PathBuf> {
-        export_model(&self.manifest, &self.export_params()?, dir)
+        export_model_with_classes(
+            &self.manifest,
+            &self.export_params()?,
+            dir,
+            &self.data.class_names(),
+        )
+    }
+
+    /// The class names of the training data in label order (label k = element k - 1; empty
+    /// for unlabelled data).
+    pub fn class_names(&self) -> Vec<String> {
+        self.data.class_names()
+    }
+}
+
+/// The manifest of the network a configuration trains: a bundled one from [`models_dir`], or
+/// a custom architecture's from the graph cache ([`custom::default_cache_dir`]), generated
+/// on a miss. The class count of a custom U-Net must be resolved ([`data::resolve`]).
+pub fn resolve_manifest(cfg: &TrainConfig) -> Result<Manifest> {
+    match &cfg.arch {
+        Some(a) => {
+            Ok(
+                custom::ensure_graphs(a, &custom::default_cache_dir(), custom::Generator::locate)?
+                    .manifest,
+            )
+        }
+        None => Manifest::load(&models_dir(), &cfg.network),
+    }
+}
+
+/// A configuration made ready to train: its network's graphs and its data.
+pub struct Prepared {
+    /// The network's manifest (bundled, or a custom network's from the graph cache).
+    pub manifest: Manifest,
+    /// The training data.
+    pub data: Box<dyn DataSource>,
+    /// True when the graphs were generated by this call (a custom network's cache miss).
+    pub generated: bool,
+}
+
+/// Makes `cfg` ready to train: resolves what it leaves to the data (a custom U-Net's class
+/// count, [`data::resolve`], written back into `cfg`), finds or generates the network's graphs
+/// (custom networks in `graph_cache`, default [`custom::default_cache_dir`]) and opens the
+/// data at the network's resolution and channel count.
+pub fn prepare(cfg: &mut TrainConfig, graph_cache: Option<&Path>) -> Result<Prepared> {
+    cfg.validate()?;
+    data::resolve(cfg)?;
+    let (manifest, generated) = match &cfg.arch {
+        Some(a) => {
+            let cache = graph_cache.map_or_else(custom::default_cache_dir, Path::to_path_buf);
+            let g = custom::ensure_graphs(a, &cache, custom::Generator::locate)?;
+            (g.manifest, g.generated)
+        }
+        None => (Manifest::load(&models_dir(), &cfg.network)?, false),
+    };
+    let data = data::open(cfg, &manifest)?;
+    Ok(Prepared {
+        manifest,
+        data,
+        generated,
+    })
+}
+
+/// Metadata key of the class names in an exported model: a JSON array of the names in label
+/// order (label k = element k - 1).
+pub const CLASS_NAMES_KEY: &str = "dpm.class_names";
+
+/// The class names a model's metadata lists ([`CLASS_NAMES_KEY`]); empty when it has none.
+pub fn class_names_from_metadata(metadata: &[(String, String)]) -> Result<Vec<String>> {
+    match metadata.iter().find(|(k, _)| k == CLASS_NAMES_KEY) {
+        None => Ok(Vec::new()),
+        Some((_, v)) => serde_json::from_str(v).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "model metadata {CLASS_NAMES_KEY} is not a JSON list of names: {e}"
+            ))
+        }),
+    }
+}
+
+/// The label of class `name` in a model's metadata (1-based), or the error listing the names.
+pub fn label_of(metadata: &[(String, String)], name: &str) -> Result<i64> {
+    let names = class_names_from_metadata(metadata)?;
+    names
+        .iter()
+        .position(|n| n == name)
+        .map(|k| k as i64 + 1)
+        .ok_or_else(|| Error::UnknownName {
+            kind: "class",
+            name: name.into(),
+            known: if names.is_empty() {
+                "none: the model's metadata has no class names".into()
+            } else {
+                names.join(", ")
+            },
+        })
+}
+
+/// Appends `metadata_props` entries to a serialized ONNX ModelProto. Protobuf merges a
+/// repeated field that appears again later in a message by concatenation, so appending the
+/// field (ModelProto field 14, entries of StringStringEntryProto {key = 1, value = 2}) adds
+/// the entries without re-encoding the graph.
+fn append_metadata(model: &mut Vec<u8>, entries: &[(&str, &str)]) {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn field(out: &mut Vec<u8>, num: u64, payload: &[u8]) {
+        varint(out, (num << 3) | 2);
+        varint(out, payload.len() as u64);
+        out.extend_from_slice(payload);
+    }
+    for (k, v) in entries {
+        let mut entry = Vec::new();
+        field(&mut entry, 1, k.as_bytes());
+        field(&mut entry, 2, v.as_bytes());
+        field(model, 14, &entry);
     }
 }
 
 /// Writes `dir/NAME.onnx` + `dir/NAME.weights.bin` for parameters in the manifest's layout.
 pub fn export_model(manifest: &Manifest, params: &[f32], dir: &Path) -> Result<PathBuf> {
+    export_model_with_classes(manifest, params, dir, &[])
+}
+
+/// [`export_model`] for a model trained on named classes: the names go into the model's
+/// metadata ([`CLASS_NAMES_KEY`], shown by `dpm info`, read by `dpm sample --label NAME`) and
+/// into `dir/NAME.labels.json` beside it (`{"num_classes": K, "null_label": 0, "classes":
+/// [{"label": 1, "name": ...}, ...]}`). Without names the model is the bundled graph's bytes.
+pub fn export_model_with_classes(
+    manifest: &Manifest,
+    params: &[f32],
+    dir: &Path,
+    class_names: &[String],
+) -> Result<PathBuf> {
     if params.len() != manifest.total_len() {
         return Err(Error::Shape(format!(
             "{} parameters, network {} has {}",
@@ -774,7 +967,30 @@ pub fn export_model(manifest: &Manifest, params: &[f32], dir: &Path) -> Result<P
         source: e,
     })?;
     let src = manifest.dir.join(&manifest.inference.file);
-    let graph = crate::fsutil::read_regular(&src, crate::onnx_file::MAX_MODEL_FILE_BYTES)?;
+    let mut graph = crate::fsutil::read_regular(&src, crate::onnx_file::MAX_MODEL_FILE_BYTES)?;
+    let stem = manifest
+        .inference
+        .file
+        .strip_suffix(".onnx")
+        .unwrap_or(&manifest.inference.file);
+    if !class_names.is_empty() {
+        let names = serde_json::to_string(class_names)
+            .map_err(|e| Error::InvalidArgument(format!("class names: {e}")))?;
+        append_metadata(&mut graph, &[(CLASS_NAMES_KEY, &names)]);
+        let classes: Vec<serde_json::Value> = class_names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| serde_json::json!({"label": k + 1, "name": n}))
+            .collect();
+        let doc = serde_json::json!({"num_classes": class_names.len(), "null_label": 0,
+                                     "classes": classes});
+        let text = serde_json::to_string_pretty(&doc)
+            .map_err(|e| Error::InvalidArgument(format!("class names: {e}")))?;
+        crate::fsutil::write_atomic(
+            &dir.join(format!("{stem}.labels.json")),
+            format!("{text}\n").as_bytes(),
+        )?;
+    }
     // Weights first: the model file only appears once its data is complete.
     crate::fsutil::write_atomic(
         &dir.join(&manifest.weights_file),

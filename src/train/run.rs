@@ -56,6 +56,24 @@ pub fn train_to_dir(
     dir: &Path,
     resume: bool,
     progress: bool,
+    stop: impl FnMut(u64, f32) -> bool,
+) -> Result<RunOutcome> {
+    cfg.validate()?;
+    let manifest = super::resolve_manifest(&cfg)?;
+    train_to_dir_with(rt, cfg, manifest, data, dir, resume, progress, stop)
+}
+
+/// [`train_to_dir`] with the network's manifest given (a custom network's graphs from a
+/// cache folder of the caller's choice: [`super::custom::ensure_graphs`]).
+#[allow(clippy::too_many_arguments)]
+pub fn train_to_dir_with(
+    rt: &Runtime,
+    cfg: TrainConfig,
+    manifest: Manifest,
+    data: Box<dyn DataSource>,
+    dir: &Path,
+    resume: bool,
+    progress: bool,
     mut stop: impl FnMut(u64, f32) -> bool,
 ) -> Result<RunOutcome> {
     cfg.validate()?;
@@ -71,7 +89,6 @@ pub fn train_to_dir(
     for d in [dir.to_path_buf(), dir.join("model"), dir.join("model_raw")] {
         crate::fsutil::remove_stale_temps(&d);
     }
-    let manifest = Manifest::load(&super::models_dir(), &cfg.network)?;
     let mut tr = Trainer::new(rt, cfg.clone(), manifest, data)?;
     let ckpt = checkpoint_path(dir);
     if resume && ckpt.is_file() {
@@ -137,10 +154,11 @@ pub fn train_to_dir(
     write_loss_csv(&dir.join("loss.csv"), &cfg, tr.losses())?;
     let model = tr.export(&dir.join("model"))?;
     let model_raw = if tr.has_ema() {
-        Some(super::export_model(
+        Some(super::export_model_with_classes(
             tr.manifest(),
             &tr.raw_params(),
             &dir.join("model_raw"),
+            &tr.class_names(),
         )?)
     } else {
         None
