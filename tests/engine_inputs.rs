@@ -261,6 +261,12 @@ fn c_api_latents_and_img2img() {
     let mut sp = dpm_sampler_params::default();
     assert_eq!(dpm_sampler_params_init(&mut sp), DPM_OK);
     assert_eq!(sp.strength, 1.0);
+    // The Rust side below runs DPM-Solver-2 (the C default until `auto`).
+    let dpm2 = std::ffi::CString::new("dpm2").unwrap();
+    assert_eq!(
+        dpm_sampler_params_preset(&mut sp, dpm2.as_ptr(), 20),
+        DPM_OK
+    );
     sp.strength = 0.35;
     let mut gp = dpm_generate_params::default();
     assert_eq!(dpm_generate_params_init(&mut gp), DPM_OK);

@@ -737,6 +737,13 @@ fn c_generate_reports_solver_overflow() {
     assert_eq!(dpm_model_load(rt, path.as_ptr(), &mut m), DPM_OK);
     let mut sp = dpm_sampler_params::default();
     assert_eq!(dpm_sampler_params_init(&mut sp), DPM_OK);
+    // A noise-prediction solver, so the huge outputs reach the state unconverted (a
+    // data-prediction one stops earlier, at the conversion; see the Rust test above).
+    let dpm2 = std::ffi::CString::new("dpm2").unwrap();
+    assert_eq!(
+        dpm_sampler_params_preset(&mut sp, dpm2.as_ptr(), 20),
+        DPM_OK
+    );
     let mut gp = dpm_generate_params::default();
     assert_eq!(dpm_generate_params_init(&mut gp), DPM_OK);
     gp.num_samples = 4;

@@ -62,12 +62,11 @@ impl Stepper for Ipndm {
         let (s, t) = (st.at(p.from), st.at(p.to));
         let (alpha_s, alpha_t) = (s.alpha(), t.alpha());
         let ds = t.sigma / alpha_t - s.sigma / alpha_s;
-        let terms: Vec<(f64, usize)> = AB[order - 1]
-            .iter()
-            .zip(&self.hist)
-            .map(|(&c, &slot)| (alpha_t * ds * c, slot))
-            .collect();
-        st.combine_x(alpha_t / alpha_s, &terms);
+        let mut terms = [(0.0, 0usize); 4];
+        for (t, (&c, &slot)) in terms.iter_mut().zip(AB[order - 1].iter().zip(&self.hist)) {
+            *t = (alpha_t * ds * c, slot);
+        }
+        st.combine_x(alpha_t / alpha_s, &terms[..order]);
         self.step += 1;
         Ok(Next::at_x(self.plan.get(self.step).map(|p| p.from)))
     }

@@ -36,12 +36,13 @@ pub(crate) struct Multistep {
     pending: Option<Pending>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Pending {
     order: usize,
-    hist: Vec<(usize, At)>,
+    slots: [usize; unipc::MAX_ORDER],
+    ats: [At; unipc::MAX_ORDER],
     t: At,
-    c: Vec<f64>,
+    c: [f64; unipc::MAX_ORDER],
 }
 
 impl Multistep {
@@ -78,16 +79,14 @@ impl Multistep {
         let Some(p) = self.pending.take() else {
             return;
         };
-        let ats: Vec<At> = p.hist.iter().map(|h| h.1).collect();
-        let cc = unipc::corrector(st.domain, p.order, &ats, &p.t, v);
-        let mut terms: Vec<(f64, usize)> = p
-            .hist
-            .iter()
-            .zip(cc.c.iter().zip(&p.c))
-            .map(|(&(s, _), (&c_corr, &c_pred))| (c_corr - c_pred, s))
-            .collect();
-        terms.push((cc.c_t, slot));
-        st.combine_x(1.0, &terms);
+        let cc = unipc::corrector(st.domain, p.order, &p.ats[..p.order], &p.t, v);
+        let mut terms = [(0.0, 0usize); unipc::MAX_ORDER + 1];
+        for (k, t) in terms.iter_mut().enumerate().take(p.order) {
+            *t = (cc.c[k] - p.c[k], p.slots[k]);
+        }
+        terms[p.order] = (cc.c_t, slot);
+        let terms = &terms[..=p.order];
+        st.combine_x(1.0, terms);
     }
 
     /// The singlestep second-order warm-up of third-order multistep. Both of its evaluations
@@ -117,23 +116,36 @@ impl Multistep {
     fn advance_unipc(&mut self, st: &mut State, order: usize) -> Next {
         let p = self.plan[self.step];
         let t = st.at(p.to);
-        let ats: Vec<At> = self.hist.iter().take(order).map(|h| h.1).collect();
+        let mut ats = [t; unipc::MAX_ORDER];
+        let mut slots = [0usize; unipc::MAX_ORDER];
+        for (k, &(s, at)) in self.hist.iter().take(order).enumerate() {
+            ats[k] = at;
+            slots[k] = s;
+        }
         let (a, c) = match self.unip {
             Some(v) => {
-                let u = unipc::predictor(st.domain, order, &ats, &t, v);
+                let u = unipc::predictor(st.domain, order, &ats[..order], &t, v);
                 (u.a, u.c)
             }
             None => {
-                let lin = coeffs::multistep(st.domain, order, &ats, &t);
-                (lin.a, lin.c[..order].to_vec())
+                let lin = coeffs::multistep(st.domain, order, &ats[..order], &t);
+                (lin.a, lin.c)
             }
         };
-        let hist: Vec<(usize, At)> = self.hist.iter().take(order).copied().collect();
-        let terms: Vec<(f64, usize)> = hist.iter().zip(&c).map(|(h, &c)| (c, h.0)).collect();
-        st.combine_x(a, &terms);
+        let mut terms = [(0.0, 0usize); unipc::MAX_ORDER];
+        for (k, term) in terms.iter_mut().enumerate().take(order) {
+            *term = (c[k], slots[k]);
+        }
+        st.combine_x(a, &terms[..order]);
         let last = self.step + 1 == self.plan.len();
         if self.corrector.is_some() && !last {
-            self.pending = Some(Pending { order, hist, t, c });
+            self.pending = Some(Pending {
+                order,
+                slots,
+                ats,
+                t,
+                c,
+            });
         }
         self.next_step()
     }
@@ -196,14 +208,11 @@ impl Stepper for Multistep {
                 0.0,
             )
         };
-        let terms: Vec<(f64, usize)> = self
-            .hist
-            .iter()
-            .take(order)
-            .enumerate()
-            .map(|(j, &(s, _))| (lin.c[j], s))
-            .collect();
-        st.combine_x(lin.a, &terms);
+        let mut terms = [(0.0, 0usize); 3];
+        for (t, (j, &(s, _))) in terms.iter_mut().zip(self.hist.iter().enumerate()) {
+            *t = (lin.c[j], s);
+        }
+        st.combine_x(lin.a, &terms[..order]);
         if std > 0.0 {
             st.add_noise(std as f32, self.step as u32 + 1);
         }

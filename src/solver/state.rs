@@ -135,12 +135,17 @@ impl State {
             c[s] = w as f32;
         }
         let mut x = std::mem::take(&mut self.x);
-        let terms: Vec<(f32, &[f32])> = c
-            .iter()
-            .zip(&self.m)
-            .map(|(&w, m)| (w, m.as_slice()))
-            .collect();
-        lincomb_inplace(&mut x, a as f32, &terms, self.threads);
+        // A fixed array, not a Vec: sampling allocates nothing per step.
+        let mut t: [(f32, &[f32]); MAX_SLOTS] = [(0.0, &[]); MAX_SLOTS];
+        for ((t, &w), m) in t.iter_mut().zip(&c).zip(&self.m) {
+            *t = (w, m.as_slice());
+        }
+        lincomb_inplace(
+            &mut x,
+            a as f32,
+            &t[..self.m.len().min(MAX_SLOTS)],
+            self.threads,
+        );
         self.x = x;
     }
 

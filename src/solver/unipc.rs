@@ -19,14 +19,18 @@
 use super::coeffs::{At, Domain};
 use super::config::UniVariant;
 
+/// Most history points UniP/UniC use (third order).
+pub const MAX_ORDER: usize = 3;
+
 /// Coefficients of `a x + sum_k c[k] m_k` over the history `m_0` (newest) .. `m_(p-1)`, and
-/// of the new evaluation `m_t` (corrector only; 0 for a predictor).
-#[derive(Debug, Clone, PartialEq)]
+/// of the new evaluation `m_t` (corrector only; 0 for a predictor). Fixed-size arrays (the
+/// unused tail is 0): sampling allocates nothing per step.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UniCoeffs {
     /// Weight of the state at the history's newest time.
     pub a: f64,
     /// Weights of the history, newest first.
-    pub c: Vec<f64>,
+    pub c: [f64; MAX_ORDER],
     /// Weight of the new evaluation `m_t`.
     pub c_t: f64,
 }
@@ -37,10 +41,10 @@ struct Common {
     first: f64,
     /// `w B(h)`.
     wb: f64,
-    /// `r_k` for k = 1..p-1.
-    rks: Vec<f64>,
+    /// `r_k` for k = 1..p-1 (first `order - 1` entries), then `r_p = 1`.
+    rks: [f64; MAX_ORDER],
     /// `b_1..b_p`.
-    b: Vec<f64>,
+    b: [f64; MAX_ORDER],
 }
 
 fn common(d: Domain, hist: &[At], t: &At, order: usize, v: UniVariant) -> Common {
@@ -55,17 +59,17 @@ fn common(d: Domain, hist: &[At], t: &At, order: usize, v: UniVariant) -> Common
         UniVariant::Bh1 => hh,
         UniVariant::Bh2 => h_phi_1,
     };
-    let rks = hist[1..order.min(hist.len())]
-        .iter()
-        .map(|at| (at.lambda - p0.lambda) / h)
-        .collect();
+    let mut rks = [1.0; MAX_ORDER];
+    for (r, at) in rks.iter_mut().zip(&hist[1..order.min(hist.len())]) {
+        *r = (at.lambda - p0.lambda) / h;
+    }
     // b_i = i! h phi_(i+1)(h) / B(h) through the recursion phi_(k+1) = (phi_k - 1/k!) / h.
-    let mut b = Vec::with_capacity(order);
+    let mut b = [0.0; MAX_ORDER];
     let mut h_phi_k = h_phi_1 / hh - 1.0;
     let mut factorial = 1.0;
-    for i in 1..=order {
-        b.push(h_phi_k * factorial / b_h);
-        factorial *= (i + 1) as f64;
+    for (i, bi) in b.iter_mut().enumerate().take(order) {
+        *bi = h_phi_k * factorial / b_h;
+        factorial *= (i + 2) as f64;
         h_phi_k = h_phi_k / hh - 1.0 / factorial;
     }
     Common {
@@ -77,31 +81,30 @@ fn common(d: Domain, hist: &[At], t: &At, order: usize, v: UniVariant) -> Common
     }
 }
 
-/// Solves `R rho = b` with `R_ik = r_k^(i-1)` (a Vandermonde system of at most 3 unknowns) by
-/// Gaussian elimination with partial pivoting.
-fn solve_vandermonde(r: &[f64], b: &[f64]) -> Vec<f64> {
-    let n = r.len();
-    let mut m: Vec<Vec<f64>> = (0..n)
-        .map(|i| {
-            let mut row: Vec<f64> = r.iter().map(|&rk| rk.powi(i as i32)).collect();
-            row.push(b[i]);
-            row
-        })
-        .collect();
+/// Solves `R rho = b` with `R_ik = r_k^(i-1)` for the first `n` (at most 3) unknowns (a
+/// Vandermonde system) by Gaussian elimination with partial pivoting.
+fn solve_vandermonde(r: &[f64; MAX_ORDER], b: &[f64; MAX_ORDER], n: usize) -> [f64; MAX_ORDER] {
+    let mut m = [[0.0; MAX_ORDER + 1]; MAX_ORDER];
+    for (i, row) in m.iter_mut().enumerate().take(n) {
+        for (k, v) in row.iter_mut().enumerate().take(n) {
+            *v = r[k].powi(i as i32);
+        }
+        row[n] = b[i];
+    }
     for col in 0..n {
         let piv = (col..n)
             .max_by(|&i, &j| m[i][col].abs().total_cmp(&m[j][col].abs()))
             .unwrap_or(col);
         m.swap(col, piv);
-        let pivot_row = m[col].clone();
-        for row in m.iter_mut().skip(col + 1) {
+        let pivot_row = m[col];
+        for row in m.iter_mut().take(n).skip(col + 1) {
             let f = row[col] / pivot_row[col];
             for (v, &p) in row.iter_mut().zip(&pivot_row).skip(col) {
                 *v -= f * p;
             }
         }
     }
-    let mut x = vec![0.0; n];
+    let mut x = [0.0; MAX_ORDER];
     for i in (0..n).rev() {
         let s: f64 = (i + 1..n).map(|k| m[i][k] * x[k]).sum();
         x[i] = (m[i][n] - s) / m[i][i];
@@ -109,11 +112,11 @@ fn solve_vandermonde(r: &[f64], b: &[f64]) -> Vec<f64> {
     x
 }
 
-/// Adds `-wb rho_k D_k` (with `D_k = (m_k - m_0) / r_k`) to the coefficients.
-fn add_differences(c: &mut [f64], wb: f64, rks: &[f64], rhos: &[f64]) {
-    for (k, (&rk, &rho)) in rks.iter().zip(rhos).enumerate() {
-        c[k + 1] -= wb * rho / rk;
-        c[0] += wb * rho / rk;
+/// Adds `-wb rho_k D_k` (with `D_k = (m_k - m_0) / r_k`) for the first `n` differences.
+fn add_differences(c: &mut [f64; MAX_ORDER], wb: f64, rks: &[f64], rhos: &[f64], n: usize) {
+    for k in 0..n {
+        c[k + 1] -= wb * rhos[k] / rks[k];
+        c[0] += wb * rhos[k] / rks[k];
     }
 }
 
@@ -121,15 +124,15 @@ fn add_differences(c: &mut [f64], wb: f64, rks: &[f64], rhos: &[f64]) {
 /// least `order` points, newest first.
 pub fn predictor(d: Domain, order: usize, hist: &[At], t: &At, v: UniVariant) -> UniCoeffs {
     let cm = common(d, hist, t, order, v);
-    let mut c = vec![0.0; order.max(1)];
+    let mut c = [0.0; MAX_ORDER];
     c[0] = -cm.first;
     if order >= 2 {
         let rhos = if order == 2 {
-            vec![0.5]
+            [0.5, 0.0, 0.0]
         } else {
-            solve_vandermonde(&cm.rks, &cm.b[..order - 1])
+            solve_vandermonde(&cm.rks, &cm.b, order - 1)
         };
-        add_differences(&mut c, cm.wb, &cm.rks, &rhos);
+        add_differences(&mut c, cm.wb, &cm.rks, &rhos, order - 1);
     }
     UniCoeffs {
         a: cm.a,
@@ -143,17 +146,16 @@ pub fn predictor(d: Domain, order: usize, hist: &[At], t: &At, v: UniVariant) ->
 /// evaluation at `t`.
 pub fn corrector(d: Domain, order: usize, hist: &[At], t: &At, v: UniVariant) -> UniCoeffs {
     let cm = common(d, hist, t, order, v);
-    let mut c = vec![0.0; order.max(1)];
+    let mut c = [0.0; MAX_ORDER];
     c[0] = -cm.first;
+    // The last unknown belongs to r_p = 1 (the new evaluation); `rks` already ends in 1s.
     let rhos = if order == 1 {
-        vec![0.5]
+        [0.5, 0.0, 0.0]
     } else {
-        let mut r = cm.rks.clone();
-        r.push(1.0);
-        solve_vandermonde(&r, &cm.b[..order])
+        solve_vandermonde(&cm.rks, &cm.b, order)
     };
-    let (last, older) = rhos.split_last().map_or((0.5, &[][..]), |(l, o)| (*l, o));
-    add_differences(&mut c, cm.wb, &cm.rks, older);
+    let last = rhos[order - 1];
+    add_differences(&mut c, cm.wb, &cm.rks, &rhos, order - 1);
     // -wb rho_p (m_t - m_0)
     c[0] += cm.wb * last;
     UniCoeffs {
