@@ -20,16 +20,28 @@
 //! - [`train`]: training through the ONNX training-step graphs, checkpoints, export;
 //! - [`generate`]: batch generation with an ONNX model;
 //! - [`bench`]: the NFE-versus-quality harness (solvers x NFE x guidance, CD or FID, CSV + plots);
-//! - [`fsutil`]: atomic file writes;
+//! - [`fsutil`]: atomic file writes, regular-file reads;
+//! - [`onnx_file`]: reading a model file and its external weights defensively, into memory;
+//! - `dylib` (private): what the dynamic loader knows (libdpm.so's folder, ONNX Runtime's
+//!   version);
 //! - [`ffi`]: the C ABI (`include/dpm.h`);
 //! - [`error`]: the error type.
+//!
+//! How they fit together, the invariants they keep and which may depend on which:
+//! docs/ARCHITECTURE.md (the dependency rules are checked by tests/architecture.rs).
 #![deny(missing_docs)]
+// `unsafe` only where a module says it needs it (below: the C ABI and the dynamic-loader
+// queries), and every unsafe block with a `// SAFETY:` comment that says why it is sound.
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod bench;
 pub mod data;
+#[allow(unsafe_code)] // dladdr, dlopen(RTLD_NOLOAD), the ONNX Runtime C API's version string
 mod dylib;
 pub mod error;
 pub mod exact;
+#[allow(unsafe_code)] // the C ABI: raw pointers from the host, #[no_mangle] entry points
 pub mod ffi;
 pub mod fsutil;
 pub mod generate;

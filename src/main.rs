@@ -1,4 +1,5 @@
 //! The `dpm` command-line tool: sampling, model inspection and the demo.
+#![deny(unsafe_code)]
 
 mod cli;
 

@@ -1,5 +1,6 @@
-//! The 2D toy sets of SPEC.md: names, determinism, normalization and the shape of each
-//! distribution (checked against the scikit-learn / reference constructions).
+//! The 2D toy sets of the reference workflow (docs/workflow.md, section 5): names, determinism,
+//! normalization and the shape of each distribution (checked against the scikit-learn / reference
+//! constructions).
 
 use std::f64::consts::PI;
 
@@ -189,7 +190,8 @@ fn circle_is_scikit_learns_grid_times_four_then_normalized() {
         .filter(|p| (p.0 - 4.0).abs() < 1e-12 && p.1.abs() < 1e-12)
         .count();
     assert_eq!(at_zero, 1);
-    // Normalized like every non-Gaussian set (SPEC.md): one scalar mean 0, std 2.
+    // Normalized like every non-Gaussian set (docs/workflow.md, section 5): one scalar mean 0,
+    // std 2.
     let s = Toy2d::Circle.sample(n, 4);
     assert!(Toy2d::Circle.is_normalized());
     let mean = s.iter().map(|&v| f64::from(v)).sum::<f64>() / s.len() as f64;

@@ -1,5 +1,5 @@
 //! Chamfer distance: exactness against brute force, its algebraic properties, errors, and the
-//! scale facts of SPEC.md on the toy sets.
+//! scale facts of docs/workflow.md (section 8) on the toy sets.
 
 use std::time::Instant;
 
@@ -157,8 +157,8 @@ fn bad_inputs_are_errors() {
     ));
 }
 
-/// SPEC.md: two independent 2048-point draws of the swiss roll give CD about 0.4, N(0, I)
-/// against it about 2257.
+/// docs/workflow.md, section 8: two independent 2048-point draws of the swiss roll give CD
+/// about 0.4, N(0, I) against it about 2257.
 ///
 /// The 0.4 holds when both draws share one normalization (here the statistics of a large
 /// draw, as for a model trained on a large set): each draw normalized by its OWN mean and std

@@ -1,5 +1,6 @@
 //! Every ODE solver converges to the exact probability-flow ODE solution at its order, on a
-//! Gaussian mixture whose noise prediction is exact (DESIGN.md, "Testing solvers").
+//! Gaussian mixture whose noise prediction is exact (docs/workflow.md, section 4 "Exact answers
+//! for testing solvers").
 
 mod common;
 

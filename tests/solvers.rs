@@ -46,7 +46,8 @@ fn dpm_solver_1_equals_ddim() {
     assert!(ta.iter().all(|t| t.fract() == 0.0));
 }
 
-/// The reference DPM-Solver-2 written out as SPEC.md states it, on its own tables.
+/// The reference DPM-Solver-2 written out as docs/workflow.md (section 3) states it, on its own
+/// tables.
 fn reference_dpm2(x: &mut [f64], gmm: &Gmm, n_steps: usize) -> Vec<f64> {
     let n = 1000usize;
     let betas: Vec<f32> = (0..n)

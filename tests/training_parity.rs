@@ -253,7 +253,8 @@ fn training_and_inference_graphs_agree() {
 
 /// The run's own batch streams: t uniform on 0..999 (chi-square over 20 bins), eps standard
 /// normal (moments and Kolmogorov-Smirnov), data indices covering the set evenly; and the
-/// data normalized as SPEC.md says (one scalar mean 0 and std 2 over all coordinates).
+/// data normalized as docs/workflow.md (section 5) says (one scalar mean 0 and std 2 over all
+/// coordinates).
 #[test]
 fn batch_streams_are_uniform_and_normal() {
     let rt = rt();

@@ -23,7 +23,7 @@ pub struct FeatureArgs {
     #[arg(long)]
     pub features: Option<PathBuf>,
     /// Input side of the extractor in pixels, at most 4096 (default: its fixed size, else the
-    /// widest image of the folders compared; SPEC.md's Inception setting is 256).
+    /// widest image of the folders compared; the reference workflow's Inception setting is 256).
     #[arg(long)]
     pub feature_size: Option<usize>,
     /// Value range the extractor expects: minus1_1, 0_1 or imagenet.

@@ -1,8 +1,8 @@
-//! `dpm demo`: the reference workflow's part 1 end to end. Train the 2D network on the swiss
-//! roll through libdpm's ONNX training graph (SPEC.md settings), sample 2048 points with
-//! DPM-Solver-1 and DPM-Solver-2 at 50 NFE, print the Chamfer distances, write the loss curve
-//! and scatter plots. (`make demo` then generates images from the bundled demo model through
-//! the C example sample_afhq.)
+//! `dpm demo`: the reference workflow's part 1 end to end. Train the 2D network on the swiss roll
+//! through libdpm's ONNX training graph (the reference settings, docs/workflow.md section 7),
+//! sample 2048 points with DPM-Solver-1 and DPM-Solver-2 at 50 NFE, print the Chamfer distances,
+//! write the loss curve and scatter plots. (`make demo` then generates images from the bundled demo
+//! model through the C example sample_afhq.)
 
 use std::path::PathBuf;
 
@@ -24,7 +24,7 @@ pub struct DemoArgs {
     /// Output folder.
     #[arg(long, default_value = "out/demo")]
     out: PathBuf,
-    /// Training steps (SPEC: 5000).
+    /// Training steps (the reference workflow: 5000).
     #[arg(long, default_value_t = 5000)]
     steps: u64,
     /// Seed of the run.
@@ -68,8 +68,9 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         tail.iter().sum::<f32>() / tail.len().max(1) as f32
     );
     println!(
-        "\nChamfer distance, 2048 samples vs 2048 reference points (SPEC: DPM-Solver-1 and -2 at \
-         50 NFE, pass mark < 40; then libdpm's stochastic SDE-DPM-Solver++ at 20 NFE):"
+        "\nChamfer distance, 2048 samples vs 2048 reference points (reference workflow: \
+         DPM-Solver-1 and -2 at 50 NFE, pass mark < 40; then libdpm's stochastic SDE-DPM-Solver++ \
+         at 20 NFE):"
     );
     let mut models = vec![("EMA weights", r.model.clone(), "")];
     if let Some(raw) = &r.model_raw {

@@ -11,7 +11,8 @@
 //!   concurrent call on it is refused with `DPM_ERR_BUSY`), different handles run in parallel;
 //!   `dpm_cancel()` may be called from any thread.
 //!
-//! This module is the only place with `unsafe` code; every block says why it is sound.
+//! This module and `dylib` (the dynamic-loader queries) are the only ones `src/lib.rs` allows
+//! `unsafe` code in; every block says why it is sound in its `// SAFETY:` comment.
 #![allow(non_camel_case_types)]
 // C entry points take raw pointers by nature; each checks them (args.rs) and dpm.h states the
 // caller's side of the contract, so they stay safe `extern "C" fn`s rather than `unsafe` ones.
@@ -260,7 +261,7 @@ mod tests {
             "DPM_VERSION_* in src/ffi/mod.rs"
         );
         assert_eq!(dpm_version_number(), DPM_VERSION_NUMBER);
-        // SAFETY (test): dpm_version returns a NUL-terminated static string.
+        // SAFETY: dpm_version returns a NUL-terminated string in static storage.
         let s = unsafe { std::ffi::CStr::from_ptr(dpm_version()) };
         assert_eq!(s.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
         assert_eq!(version_part("0"), 0);

@@ -1097,7 +1097,7 @@ mod tests {
         let n = dpm_preset_count();
         assert_eq!(n, crate::solver::SOLVER_NAMES.len());
         for i in 0..n {
-            // SAFETY (test): in range, both are NUL-terminated static strings.
+            // SAFETY: i is in range, so both are NUL-terminated strings in static storage.
             let (name, desc) = unsafe {
                 (
                     std::ffi::CStr::from_ptr(dpm_preset_name(i)),

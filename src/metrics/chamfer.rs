@@ -1,4 +1,4 @@
-//! The Chamfer distance of the 2D workflow (SPEC.md, "Part 1: 2D toy data"):
+//! The Chamfer distance of the 2D workflow (docs/workflow.md, section 8 "Part 1 evaluation"):
 //!
 //! `CD(A, B) = sum_{a in A} min_{b in B} |a - b|^2 + sum_{b in B} min_{a in A} |a - b|^2`,
 //!

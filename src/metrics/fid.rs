@@ -1,4 +1,5 @@
-//! The Fréchet distance between feature statistics (FID), SPEC.md "Part 2":
+//! The Fréchet distance between feature statistics (FID) of the reference workflow
+//! (docs/workflow.md, section 11 "FID"):
 //!
 //! `FID = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2))`,
 //!
@@ -16,13 +17,14 @@
 //!
 //! Features come from any ONNX feature extractor ([`FeatureExtractor`]): by default the bundled
 //! classifier network (`classifier.onnx`: input `x` `[batch, 3, H, W]` in [-1, 1], output
-//! `features` `[batch, 256]`), ideally with weights trained on the data at hand. Its input size
-//! and value range are configurable ([`ExtractorConfig`]); [`ExtractorConfig::reference`] is
-//! SPEC.md's setting (256 x 256, [-1, 1]). Images are prepared exactly as writing them to 8-bit
-//! PNG files and reading them back with [`crate::data::load_flat_folder`] at the extractor's
-//! size would: quantised to 8 bits ([`crate::imageio::to_u8`]), resized with
-//! [`crate::data::images::RESIZE_FILTER`] when their size differs, scaled to [-1, 1]; so the
-//! FID of generated images in memory equals the FID of their PNG files.
+//! `features` `[batch, 256]`), ideally with weights trained on the data at hand. Its input size and
+//! value range are configurable ([`ExtractorConfig`]); [`ExtractorConfig::reference`] is the
+//! reference workflow's setting (256 x 256, [-1, 1]; docs/workflow.md, section 11). Images are
+//! prepared exactly as writing them to 8-bit PNG files and reading them back with
+//! [`crate::data::load_flat_folder`] at the extractor's size would: quantised to 8 bits
+//! ([`crate::imageio::to_u8`]), resized with [`crate::data::images::RESIZE_FILTER`] when their size
+//! differs, scaled to [-1, 1]; so the FID of generated images in memory equals the FID of their PNG
+//! files.
 
 use std::path::{Path, PathBuf};
 
@@ -614,7 +616,8 @@ fn matmul_bt(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
 /// The value range a feature extractor expects, from libdpm's [-1, 1] images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputRange {
-    /// [-1, 1] as they are (SPEC.md's Inception setting, the bundled classifier).
+    /// [-1, 1] as they are (the reference workflow's Inception setting, docs/workflow.md
+    /// section 11; the bundled classifier).
     MinusOneOne,
     /// [0, 1]: `x * 0.5 + 0.5`.
     ZeroOne,
@@ -694,7 +697,8 @@ impl Default for ExtractorConfig {
 }
 
 impl ExtractorConfig {
-    /// SPEC.md's setting: images resized to 256 x 256, scaled to [-1, 1].
+    /// The reference workflow's setting (docs/workflow.md, section 11): images resized to
+    /// 256 x 256, scaled to [-1, 1].
     pub fn reference() -> Self {
         Self {
             size: Some(256),
