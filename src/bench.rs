@@ -41,6 +41,9 @@ pub const DEFAULT_SOLVERS: &[&str] = &[
     "dpm++2m",
     "dpm++3m",
     "dpm++2m-sde",
+    "unipc2",
+    "unipc3",
+    "ipndm",
     "adaptive12",
 ];
 

@@ -14,6 +14,8 @@
 //!    logSNR, each interior time moved by shrinking amounts while the objective improves.
 //!
 //! So the result is never worse than the starting spacing on the objective, by construction.
+//! The objective is the trajectory distance (default) or, with [`Objective::Distribution`],
+//! the energy distance between the solver's and the teacher's sample sets.
 //! Everything runs through the host-driven [`Sampler`], so any network, guidance included,
 //! can be tuned.
 
@@ -29,6 +31,21 @@ use std::path::Path;
 /// A model evaluation: `(x, t, labels, out)` over the model batch (`rows` = 2B with
 /// guidance, as [`Sampler::query`] lays it out).
 pub type ModelFn<'a> = dyn FnMut(&[f32], f64, Option<&[i64]>, &mut [f32]) -> Result<()> + 'a;
+
+/// What the refinement minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// Mean squared distance of each sample to the teacher's sample from the same start:
+    /// follow the ODE's own trajectories (GITS). It rewards shrinking towards the mean
+    /// where a few steps cannot resolve the data, so at very low NFE it can blur.
+    #[default]
+    Trajectory,
+    /// Energy distance between the solver's and the teacher's sample sets (a proper
+    /// distance between distributions, Szekely & Rizzo): match what the samples look like
+    /// as a set, not sample by sample.
+    Distribution,
+}
 
 /// What to tune and how hard.
 #[derive(Debug, Clone)]
@@ -46,6 +63,8 @@ pub struct TuneConfig {
     /// Most objective evaluations of the refinement (each is one solver run, `nfe`
     /// evaluations of the tuning batch).
     pub max_refine_runs: usize,
+    /// What the refinement minimises.
+    pub objective: Objective,
 }
 
 impl TuneConfig {
@@ -59,6 +78,7 @@ impl TuneConfig {
             grid: 64,
             teacher_substeps: 4,
             max_refine_runs: 80,
+            objective: Objective::Trajectory,
         }
     }
 }
@@ -74,6 +94,9 @@ pub struct Tuned {
     pub times: Vec<f64>,
     /// The starting spacing's name and its objective.
     pub start_spacing: String,
+    /// What the objectives below measure.
+    #[serde(default)]
+    pub objective_kind: Objective,
     /// Objective (mean squared distance to the teacher per value) of the starting spacing.
     pub objective_start: f64,
     /// Objective of the dynamic-programming path.
@@ -105,6 +128,7 @@ struct Ctx<'m, 'a> {
     cond: &'m Conditioning,
     model: &'m mut ModelFn<'a>,
     nfe_spent: usize,
+    objective: Objective,
 }
 
 impl Ctx<'_, '_> {
@@ -148,8 +172,33 @@ impl Ctx<'_, '_> {
         let mut cfg = solver.clone();
         cfg.spacing = Spacing::Custom(times.to_vec());
         let (_, x) = self.run(cfg, |_| false)?;
-        Ok(mse(&x, teacher))
+        Ok(match self.objective {
+            Objective::Trajectory => mse(&x, teacher),
+            Objective::Distribution => energy_distance(&x, teacher, self.dim),
+        })
     }
+}
+
+/// Energy distance `2 E|X - Y| - E|X - X'| - E|Y - Y'|` between the samples (rows of `dim`)
+/// of `a` and `b`, Euclidean norms, averaged over all pairs.
+fn energy_distance(a: &[f32], b: &[f32], dim: usize) -> f64 {
+    let mean_dist = |p: &[f32], q: &[f32]| {
+        let mut sum = 0f64;
+        let mut n = 0usize;
+        for u in p.chunks(dim) {
+            for v in q.chunks(dim) {
+                let d2: f64 = u
+                    .iter()
+                    .zip(v)
+                    .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+                    .sum();
+                sum += d2.sqrt();
+                n += 1;
+            }
+        }
+        sum / n.max(1) as f64
+    };
+    2.0 * mean_dist(a, b) - mean_dist(a, a) - mean_dist(b, b)
 }
 
 fn mse(a: &[f32], b: &[f32]) -> f64 {
@@ -193,6 +242,7 @@ pub fn tune_steps(
         cond,
         model,
         nfe_spent: 0,
+        objective: cfg.objective,
     };
     // 1. The teacher, on a grid uniform in logSNR refined by `teacher_substeps`.
     progress("teacher");
@@ -263,6 +313,7 @@ pub fn tune_steps(
         nfe: solver.nfe,
         times: best,
         start_spacing: solver.spacing.name().into(),
+        objective_kind: cfg.objective,
         objective_start,
         objective_dp,
         objective: best_obj,

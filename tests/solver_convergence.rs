@@ -58,19 +58,7 @@ fn errors(name: &str, spacing: &Spacing, exact: &[Vec<f64>], x_t: &[f32]) -> Vec
 }
 
 fn setup() -> (Vec<f32>, Vec<Vec<f64>>) {
-    let gmm = Gmm::standard();
-    let sched = Schedule::reference();
-    let mut x = vec![0f32; ROWS * gmm.dim];
-    dpm::rng::fill_normal_rows(11, 0, 0, gmm.dim, &mut x);
-    let (l0, l1) = (sched.lambda(sched.t_max()), sched.lambda(0.0));
-    let exact = x
-        .chunks(gmm.dim)
-        .map(|r| {
-            let r64: Vec<f64> = r.iter().map(|&v| v as f64).collect();
-            gmm.exact(&r64, l0, l1, 4000)
-        })
-        .collect();
-    (x, exact)
+    common::gmm_exact_setup(ROWS)
 }
 
 #[test]

@@ -8,24 +8,12 @@ use dpm::sampler::{SampleIds, Sampler};
 use dpm::schedule::Schedule;
 use dpm::solver::{auto_spec, SolverConfig, UniVariant};
 use dpm::spacing::Spacing;
-use dpm::tune::{tune_steps, Conditioning, TuneConfig};
+use dpm::tune::{tune_steps, Conditioning, Objective, TuneConfig};
 
 const ROWS: usize = 64;
 
 fn setup() -> (Vec<f32>, Vec<Vec<f64>>) {
-    let gmm = Gmm::standard();
-    let sched = Schedule::reference();
-    let mut x = vec![0f32; ROWS * gmm.dim];
-    dpm::rng::fill_normal_rows(11, 0, 0, gmm.dim, &mut x);
-    let (l0, l1) = (sched.lambda(sched.t_max()), sched.lambda(0.0));
-    let exact = x
-        .chunks(gmm.dim)
-        .map(|r| {
-            let r64: Vec<f64> = r.iter().map(|&v| v as f64).collect();
-            gmm.exact(&r64, l0, l1, 4000)
-        })
-        .collect();
-    (x, exact)
+    common::gmm_exact_setup(ROWS)
 }
 
 /// Runs `cfg` on the exact mixture from `x_t`; returns the samples and the NFE used.
@@ -253,4 +241,26 @@ fn tuned_steps_improve_on_their_start() {
         assert!(dpm::tune::parse_spec(&format!("{key}@tuned"), nfe + 1, &dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// The distribution objective (energy distance between sample sets) is minimised too: never
+/// worse than the start, and recorded in the result.
+#[test]
+fn distribution_objective_never_worse_than_its_start() {
+    let gmm = Gmm::standard();
+    let sched = Schedule::reference();
+    let mut model = |xx: &[f32], t: f64, _l: Option<&[i64]>, out: &mut [f32]| {
+        gmm.model(&sched, xx, t, out);
+        Ok(())
+    };
+    let mut tc = TuneConfig::new(SolverConfig::parse("dpm++2m@logsnr", 5).unwrap());
+    tc.objective = Objective::Distribution;
+    tc.samples = 128;
+    let t = tune_steps(&mut model, &sched, 2, &tc, &Conditioning::default(), |_| {}).unwrap();
+    assert_eq!(t.objective_kind, Objective::Distribution);
+    assert!(t.objective <= t.objective_start, "{t:?}");
+    assert!(
+        t.objective < t.objective_start,
+        "no improvement at all: {t:?}"
+    );
 }

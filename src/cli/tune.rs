@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use dpm::guidance::{Convention, Guidance};
 use dpm::model::OnnxModel;
-use dpm::tune::{Conditioning, TuneConfig};
+use dpm::tune::{Conditioning, Objective, TuneConfig};
 use dpm::{Error, Result};
 
 use super::RtArgs;
@@ -45,6 +45,10 @@ pub struct TuneArgs {
     /// How --guidance is read: ho or scale.
     #[arg(long, default_value = "ho")]
     convention: String,
+    /// What the refinement minimises: each sample's distance to the teacher's (trajectory)
+    /// or the energy distance between the two sample sets (distribution).
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Trajectory)]
+    objective: ObjectiveArg,
     /// Write the result (JSON) here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -52,6 +56,12 @@ pub struct TuneArgs {
     /// of `dpm sample` and `dpm bench` finds it.
     #[arg(long)]
     save: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ObjectiveArg {
+    Trajectory,
+    Distribution,
 }
 
 pub fn run(a: &TuneArgs) -> Result<()> {
@@ -81,6 +91,10 @@ pub fn run(a: &TuneArgs) -> Result<()> {
         grid: a.grid,
         teacher_substeps: a.teacher_substeps,
         max_refine_runs: a.refine_runs,
+        objective: match a.objective {
+            ObjectiveArg::Trajectory => Objective::Trajectory,
+            ObjectiveArg::Distribution => Objective::Distribution,
+        },
     };
     let mut f =
         |x: &[f32], t: f64, labels: Option<&[i64]>, out: &mut [f32]| model.eval(x, t, labels, out);

@@ -77,10 +77,6 @@ impl Adaptive {
 }
 
 impl Stepper for Adaptive {
-    fn first_query(&self) -> f64 {
-        self.s
-    }
-
     fn target_slot(&self) -> usize {
         self.stage
     }
@@ -171,12 +167,6 @@ impl Stepper for Adaptive {
 
     fn step_index(&self) -> usize {
         self.accepted
-    }
-    fn planned_steps(&self) -> usize {
-        0
-    }
-    fn planned_nfe(&self) -> usize {
-        0
     }
     fn start_time(&self) -> f64 {
         self.start

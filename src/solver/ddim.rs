@@ -22,8 +22,8 @@ impl Ddim {
 }
 
 impl Stepper for Ddim {
-    fn first_query(&self) -> f64 {
-        self.plan[0].from
+    fn plan(&self) -> &[Planned] {
+        &self.plan
     }
     fn target_slot(&self) -> usize {
         0
@@ -41,15 +41,6 @@ impl Stepper for Ddim {
     }
     fn step_index(&self) -> usize {
         self.step
-    }
-    fn planned_steps(&self) -> usize {
-        self.plan.len()
-    }
-    fn planned_nfe(&self) -> usize {
-        self.plan.len()
-    }
-    fn start_time(&self) -> f64 {
-        self.plan.first().map_or(0.0, |p| p.from)
     }
     fn clone_box(&self) -> Box<dyn Stepper> {
         Box::new(self.clone())

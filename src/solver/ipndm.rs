@@ -41,8 +41,8 @@ impl Ipndm {
 }
 
 impl Stepper for Ipndm {
-    fn first_query(&self) -> f64 {
-        self.plan[0].from
+    fn plan(&self) -> &[Planned] {
+        &self.plan
     }
     fn target_slot(&self) -> usize {
         match self.hist.last() {
@@ -72,15 +72,6 @@ impl Stepper for Ipndm {
     }
     fn step_index(&self) -> usize {
         self.step
-    }
-    fn planned_steps(&self) -> usize {
-        self.plan.len()
-    }
-    fn planned_nfe(&self) -> usize {
-        self.plan.len()
-    }
-    fn start_time(&self) -> f64 {
-        self.plan.first().map_or(0.0, |p| p.from)
     }
     fn clone_box(&self) -> Box<dyn Stepper> {
         Box::new(self.clone())

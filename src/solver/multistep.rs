@@ -158,8 +158,8 @@ impl Multistep {
 }
 
 impl Stepper for Multistep {
-    fn first_query(&self) -> f64 {
-        self.plan[0].from
+    fn plan(&self) -> &[Planned] {
+        &self.plan
     }
 
     fn target_slot(&self) -> usize {
@@ -222,17 +222,11 @@ impl Stepper for Multistep {
     fn step_index(&self) -> usize {
         self.step
     }
-    fn planned_steps(&self) -> usize {
-        self.plan.len()
-    }
     fn planned_nfe(&self) -> usize {
         self.plan
             .iter()
             .map(|p| if p.single { p.order } else { 1 })
             .sum()
-    }
-    fn start_time(&self) -> f64 {
-        self.plan.first().map_or(0.0, |p| p.from)
     }
     fn clone_box(&self) -> Box<dyn Stepper> {
         Box::new(self.clone())

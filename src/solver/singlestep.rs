@@ -84,8 +84,8 @@ impl Singlestep {
 }
 
 impl Stepper for Singlestep {
-    fn first_query(&self) -> f64 {
-        self.plan[0].from
+    fn plan(&self) -> &[Planned] {
+        &self.plan
     }
     fn target_slot(&self) -> usize {
         self.stage
@@ -107,14 +107,8 @@ impl Stepper for Singlestep {
     fn step_index(&self) -> usize {
         self.step
     }
-    fn planned_steps(&self) -> usize {
-        self.plan.len()
-    }
     fn planned_nfe(&self) -> usize {
         self.plan.iter().map(|p| p.order).sum()
-    }
-    fn start_time(&self) -> f64 {
-        self.plan.first().map_or(0.0, |p| p.from)
     }
     fn clone_box(&self) -> Box<dyn Stepper> {
         Box::new(self.clone())

@@ -34,8 +34,15 @@ impl Next {
 
 /// One solver family (see the module docs).
 pub(crate) trait Stepper: std::fmt::Debug + Send + Sync {
+    /// The planned steps (empty for step-size-controlled families, which override the
+    /// methods below that read it).
+    fn plan(&self) -> &[Planned] {
+        &[]
+    }
     /// Model time of the first query (on the initial state).
-    fn first_query(&self) -> f64;
+    fn first_query(&self) -> f64 {
+        self.start_time()
+    }
     /// The slot of `State::m` that receives the output of the pending query.
     fn target_slot(&self) -> usize;
     /// The output of the query at model time `tq` is in `m[slot]`: update the state and say
@@ -44,11 +51,18 @@ pub(crate) trait Stepper: std::fmt::Debug + Send + Sync {
     /// Steps done (accepted steps for adaptive solvers).
     fn step_index(&self) -> usize;
     /// Planned steps (0 when unknown in advance).
-    fn planned_steps(&self) -> usize;
-    /// Planned network evaluations (0 when unknown in advance).
-    fn planned_nfe(&self) -> usize;
+    fn planned_steps(&self) -> usize {
+        self.plan().len()
+    }
+    /// Planned network evaluations (0 when unknown in advance); one per step unless a
+    /// family says otherwise.
+    fn planned_nfe(&self) -> usize {
+        self.plan().len()
+    }
     /// Model time of the initial state.
-    fn start_time(&self) -> f64;
+    fn start_time(&self) -> f64 {
+        self.plan().first().map_or(0.0, |p| p.from)
+    }
     /// Accepted and rejected steps, for step-size-controlled families.
     fn adaptive_counts(&self) -> Option<(usize, usize)> {
         None

@@ -5,6 +5,24 @@
 #[allow(unused_imports)]
 pub use dpm::exact::GaussianMixture as Gmm;
 
+/// `rows` seeded starting points x_T of the standard mixture (seed 11) and the exact
+/// probability-flow ODE solution from each: the convergence test bed.
+pub fn gmm_exact_setup(rows: usize) -> (Vec<f32>, Vec<Vec<f64>>) {
+    let gmm = Gmm::standard();
+    let sched = dpm::schedule::Schedule::reference();
+    let mut x = vec![0f32; rows * gmm.dim];
+    dpm::rng::fill_normal_rows(11, 0, 0, gmm.dim, &mut x);
+    let (l0, l1) = (sched.lambda(sched.t_max()), sched.lambda(0.0));
+    let exact = x
+        .chunks(gmm.dim)
+        .map(|r| {
+            let r64: Vec<f64> = r.iter().map(|&v| v as f64).collect();
+            gmm.exact(&r64, l0, l1, 4000)
+        })
+        .collect();
+    (x, exact)
+}
+
 /// Least-squares slope of log(err) against log(nfe).
 pub fn loglog_slope(nfe: &[usize], err: &[f64]) -> f64 {
     let xs: Vec<f64> = nfe.iter().map(|&n| (n as f64).ln()).collect();
