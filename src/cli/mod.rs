@@ -223,14 +223,9 @@ fn info(rt: &RtArgs, model: Option<PathBuf>, schedule: Option<String>) -> Result
         );
         let names = dpm::train::class_names_from_metadata(&i.metadata)?;
         if !names.is_empty() {
-            let map: Vec<String> = names
-                .iter()
-                .enumerate()
-                .map(|(k, n)| format!("{}={n}", k + 1))
-                .collect();
             println!(
                 "  classes: {} (0 = null; dpm sample --label NAME)",
-                map.join(" ")
+                class_map_line(&names)
             );
         }
         for (k, v) in &i.metadata {
@@ -238,4 +233,15 @@ fn info(rt: &RtArgs, model: Option<PathBuf>, schedule: Option<String>) -> Result
         }
     }
     Ok(())
+}
+
+/// `1=name 2=name ...`: a class map as the CLI prints it (labels start at 1; 0 is the null
+/// class).
+pub fn class_map_line(names: &[String]) -> String {
+    names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| format!("{}={n}", k + 1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -240,12 +240,10 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     }
     let names = p.data.class_names();
     if !names.is_empty() {
-        let map: Vec<String> = names
-            .iter()
-            .enumerate()
-            .map(|(k, n)| format!("{}={n}", k + 1))
-            .collect();
-        eprintln!("classes (label=name, 0 = null): {}", map.join(" "));
+        eprintln!(
+            "classes (label=name, 0 = null): {}",
+            super::class_map_line(&names)
+        );
     } else if p.data.num_classes() == 0 && matches!(cfg.arch, Some(Arch::Unet(_))) {
         eprintln!("no class labels: training unconditionally");
     }

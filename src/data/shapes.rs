@@ -79,20 +79,27 @@ impl Default for Shapes {
     }
 }
 
+/// The resolution (at least [`MIN_RESOLUTION`], at most 4096) and class count (`1..=max`)
+/// of a synthetic set called `what`.
+fn check_set_size(what: &str, resolution: usize, classes: usize, max: usize) -> Result<()> {
+    if !(MIN_RESOLUTION..=4096).contains(&resolution) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} resolution must be in {MIN_RESOLUTION}..=4096, got {resolution}"
+        )));
+    }
+    if classes == 0 || classes > max {
+        return Err(Error::InvalidArgument(format!(
+            "{what} classes must be in 1..={max}, got {classes}"
+        )));
+    }
+    Ok(())
+}
+
 impl Shapes {
     /// A set of `resolution x resolution` images with `classes` classes (labels `1..=classes`).
     /// `resolution` must be at least [`MIN_RESOLUTION`], `classes` in `1..=`[`MAX_CLASSES`].
     pub fn new(resolution: usize, classes: usize) -> Result<Self> {
-        if !(MIN_RESOLUTION..=4096).contains(&resolution) {
-            return Err(Error::InvalidArgument(format!(
-                "shapes resolution must be in {MIN_RESOLUTION}..=4096, got {resolution}"
-            )));
-        }
-        if classes == 0 || classes > MAX_CLASSES {
-            return Err(Error::InvalidArgument(format!(
-                "shapes classes must be in 1..={MAX_CLASSES}, got {classes}"
-            )));
-        }
+        check_set_size("shapes", resolution, classes, MAX_CLASSES)?;
         Ok(Shapes {
             resolution,
             classes,
@@ -278,16 +285,7 @@ pub struct ShapeColours {
 impl ShapeColours {
     /// `classes` in `1..=`[`MAX_COMBOS`] at `resolution` (at least [`MIN_RESOLUTION`]).
     pub fn new(resolution: usize, classes: usize) -> Result<Self> {
-        if !(MIN_RESOLUTION..=4096).contains(&resolution) {
-            return Err(Error::InvalidArgument(format!(
-                "shape-colour resolution must be in {MIN_RESOLUTION}..=4096, got {resolution}"
-            )));
-        }
-        if classes == 0 || classes > MAX_COMBOS {
-            return Err(Error::InvalidArgument(format!(
-                "shape-colour classes must be in 1..={MAX_COMBOS}, got {classes}"
-            )));
-        }
+        check_set_size("shape-colour", resolution, classes, MAX_COMBOS)?;
         Ok(ShapeColours {
             resolution,
             classes,
