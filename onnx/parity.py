@@ -173,7 +173,7 @@ def rel(a, b, scale):
 
 
 def toy2d_batches(rng, n_steps, b):
-    """Swiss-roll points (normalized as SPEC.md), t uniform in 0..999, standard-normal eps."""
+    """Swiss-roll points (normalized as docs/workflow.md, section 5), t uniform in 0..999, standard-normal eps."""
     out = []
     for _ in range(n_steps):
         u = rng.uniform(1.5 * np.pi, 4.5 * np.pi, b)

@@ -1,4 +1,4 @@
-"""Full training runs of the SPEC part-1 recipe, libdpm against PyTorch, measured side by side.
+"""Full training runs of the reference part-1 recipe (docs/workflow.md, section 7), libdpm against PyTorch, measured side by side.
 
 For each seed: PyTorch trains SimpleNet exactly as the reference script does
 (torch.manual_seed(seed), default nn.Linear init, Adam 1e-3, batch 128, 5000 steps, sequential

@@ -1,6 +1,6 @@
 """Independent PyTorch (functional) versions of libdpm's networks, for the parity checks.
 
-Written from SPEC.md and PyTorch's own layers (F.linear, F.conv2d, F.group_norm, ...), not
+Written from docs/workflow.md (section 6) and PyTorch's own layers (F.linear, F.conv2d, F.group_norm, ...), not
 from the graph generator, so that agreeing with them means something. Parameters are a dict
 name -> tensor with the manifest's names, so a libdpm weights file loads directly.
 

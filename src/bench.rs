@@ -102,7 +102,7 @@ impl Default for GridConfig {
 /// How a cell's samples are judged.
 #[derive(Debug)]
 pub enum Quality {
-    /// Chamfer distance (SPEC.md) to a 2D reference set (rows of 2).
+    /// Chamfer distance (docs/workflow.md, section 8) to a 2D reference set (rows of 2).
     Chamfer {
         /// The reference points.
         reference: Vec<f32>,
@@ -118,7 +118,7 @@ pub enum Quality {
 
 impl Quality {
     /// The Chamfer distance to `n` points of a 2D set, normalized like a training set of
-    /// `train_size` points drawn from `train_seed` (the reference of the demo and of SPEC.md:
+    /// `train_size` points drawn from `train_seed` (the reference of the demo and of the reference workflow, docs/workflow.md sections 5 and 8:
     /// `Points::new(set, 100_000, seed).reference(2048, seed + 1)`).
     ///
     /// # Errors

@@ -172,7 +172,7 @@ def test_toy2d_layer_list():
 
 
 def test_afhq64_parameter_count():
-    """SPEC.md: about 58.8 M parameters."""
+    """docs/workflow.md, section 6: about 58.8 M parameters."""
     n = sum(s.numel for s in export.param_specs(nets.get("afhq64")))
     assert n == 58_755_331
     assert round(n / 1e6, 1) == 58.8

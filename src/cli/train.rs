@@ -14,7 +14,7 @@ use super::RtArgs;
 pub struct TrainArgs {
     #[command(flatten)]
     rt: RtArgs,
-    /// Preset: toy2d (swiss roll, SPEC part 1), afhq64 (SPEC part 2), demo (shapes, small U-Net),
+    /// Preset: toy2d (swiss roll, the reference workflow part 1), afhq64 (part 2), demo (shapes, small U-Net),
     /// own (a U-Net sized for your images; the default with --network unet).
     #[arg(long)]
     preset: Option<String>,

@@ -1,4 +1,4 @@
-//! Image folders in the AFHQ layout (SPEC.md, "Part 2"): `root/{classA,classB,...}/*.png|jpg|jpeg`.
+//! Image folders in the AFHQ layout (docs/workflow.md, section 9): `root/{classA,classB,...}/*.png|jpg|jpeg`.
 //!
 //! - Classes are the sub-folders of `root` (hidden ones, starting with `.`, are skipped) in
 //!   sorted name order, labelled from 1 (`cat` = 1, `dog` = 2, `wild` = 3 for AFHQ; label 0 is
@@ -35,7 +35,7 @@ use image::RgbImage;
 use crate::error::{Error, Result};
 use crate::imageio::write_atomic;
 
-/// Default cap on the images taken per class (SPEC.md: the first 3000 sorted file names).
+/// Default cap on the images taken per class (docs/workflow.md, section 9: the first 3000 sorted file names).
 pub const DEFAULT_MAX_PER_CLASS: usize = 3000;
 
 /// The resampling filter of every resize in this module.

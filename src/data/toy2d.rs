@@ -1,4 +1,4 @@
-//! The seven 2D toy data sets of the reference workflow (SPEC.md, "Part 1: 2D toy data").
+//! The seven 2D toy data sets of the reference workflow (docs/workflow.md, section 5).
 //!
 //! Each set follows the generator the reference calls (scikit-learn's `make_swiss_roll`,
 //! `make_moons`, `make_s_curve`, `make_circles`, the SB-FBSDE checkerboard, NumPy normals),
@@ -76,7 +76,7 @@ pub enum Toy2d {
 }
 
 impl Toy2d {
-    /// All seven sets, in the order of SPEC.md.
+    /// All seven sets, in the order of docs/workflow.md, section 5.
     pub const ALL: [Toy2d; 7] = [
         Toy2d::SwissRoll,
         Toy2d::Moon,
@@ -122,8 +122,8 @@ impl Toy2d {
     }
 
     /// Whether [`Toy2d::sample`] normalizes the drawn set (`(ds - mean) / std * 2`): every set
-    /// but the Gaussians, as SPEC.md states. (The course's loader appears to leave `circle` at
-    /// its x4 scale; libdpm follows SPEC.md, which makes that x4 immaterial.)
+    /// but the Gaussians, as the reference workflow states (docs/workflow.md, section 5). (The course's loader appears to leave `circle` at
+    /// its x4 scale; libdpm follows the workflow, which makes that x4 immaterial.)
     pub fn is_normalized(&self) -> bool {
         !matches!(self, Toy2d::GaussianCentered | Toy2d::GaussianShift)
     }

@@ -38,7 +38,7 @@ const MAX_DEPTH: usize = 8;
 const MAX_RESOLUTION: usize = 1024;
 const MAX_CLASSES: usize = 100_000;
 
-/// The U-Net of a custom configuration (SPEC.md part 2's U-Net, sized by the user).
+/// The U-Net of a custom configuration (the reference U-Net of docs/workflow.md, section 6, sized by the user).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UnetArch {
     /// Side of the square images.

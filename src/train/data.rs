@@ -24,7 +24,7 @@ pub trait DataSource: Send {
     }
 }
 
-/// A 2D toy set (SPEC.md): `n` points drawn once and normalized with their own statistics,
+/// A 2D toy set (docs/workflow.md, section 5): `n` points drawn once and normalized with their own statistics,
 /// as the reference does; the evaluation reference set uses the same statistics.
 pub struct Points {
     set: Toy2d,

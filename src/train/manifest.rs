@@ -120,7 +120,7 @@ pub fn models_dir() -> PathBuf {
 
 impl Manifest {
     /// The noise schedule the network is trained and sampled with (its `dpm.schedule`
-    /// metadata; SPEC.md's linear schedule when absent).
+    /// metadata; the reference linear schedule of docs/workflow.md, section 1, when absent).
     pub fn schedule(&self) -> Result<crate::schedule::Schedule> {
         let md: Vec<(String, String)> = self
             .metadata

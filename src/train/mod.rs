@@ -1,6 +1,6 @@
 //! Training through the bundled ONNX training-step graphs.
 //!
-//! ONNX Runtime's training API is not available in the runtimes libdpm ships (DESIGN.md), so
+//! ONNX Runtime's training API is not available in the runtimes libdpm ships (docs/onnxruntime.md), so
 //! each network comes with an ordinary ONNX graph that performs a whole optimizer step: its
 //! inputs are the parameters, the Adam moments (and an EMA copy), the noised batch, the target
 //! noise, the learning rate and the step count; its outputs the loss and the updated state.
@@ -80,7 +80,7 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The presets: `toy2d` (SPEC.md part 1: swiss roll, Adam 1e-3, batch 128, 5000 steps),
+    /// The presets: `toy2d` (docs/workflow.md, section 7: swiss roll, Adam 1e-3, batch 128, 5000 steps),
     /// `afhq64` (part 2: Adam 2e-4, warm-up 200, batch 16, 100 000 steps, CFG dropout 0.1) and
     /// `demo` (the small U-Net on the synthetic shapes, for the bundled demo model).
     pub fn preset(name: &str) -> Result<Self> {
@@ -101,7 +101,7 @@ impl TrainConfig {
             arch: None,
         };
         Ok(match name {
-            // SPEC.md's settings; the EMA copy (0.995) does not change the optimizer's path and
+            // The reference workflow's settings (docs/workflow.md, section 7); the EMA copy (0.995) does not change the optimizer's path and
             // is exported beside the raw weights: sampling from it gives clearly lower
             // Chamfer distances with the ODE solvers (measured in the demo).
             "toy2d" => TrainConfig {

@@ -1,4 +1,4 @@
-"""toy2d: the TimeLinear MLP of the 2-D exercise (SPEC.md, Part 1).
+"""toy2d: the TimeLinear MLP of the 2-D exercise (docs/workflow.md, section 6).
 
     TimeLinear(x, t) = time_embedding(t) * fc(x)
     layers 2 -> 128 -> 128 -> 128 -> 2, ReLU after every layer but the last;

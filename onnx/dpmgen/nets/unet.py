@@ -1,4 +1,4 @@
-"""unet: the class-conditional DDPM U-Net of the AFHQ exercise (SPEC.md, Part 2).
+"""unet: the class-conditional DDPM U-Net of the AFHQ exercise (docs/workflow.md, section 6).
 
 Structure (module names as the reference code, so state_dict keys match):
     time_embedding.mlp   sinusoidal(256) -> Linear(256, tdim) -> SiLU -> Linear(tdim, tdim)
