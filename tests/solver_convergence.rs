@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{loglog_slope, median, Gmm};
+use common::{loglog_slope, median_distance, Gmm};
 use dpm::sampler::{SampleIds, Sampler};
 use dpm::schedule::Schedule;
 use dpm::solver::SolverConfig;
@@ -40,19 +40,7 @@ fn errors(name: &str, spacing: &Spacing, exact: &[Vec<f64>], x_t: &[f32]) -> Vec
                 "{name} used {} evaluations for NFE {nfe}",
                 s.solver().nfe()
             );
-            let e: Vec<f64> = s
-                .x()
-                .chunks(gmm.dim)
-                .zip(exact)
-                .map(|(a, b)| {
-                    a.iter()
-                        .zip(b)
-                        .map(|(&p, &q)| (p as f64 - q).powi(2))
-                        .sum::<f64>()
-                        .sqrt()
-                })
-                .collect();
-            median(e)
+            median_distance(s.x(), exact)
         })
         .collect()
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{loglog_slope, median, Gmm};
+use common::{loglog_slope, median_distance, Gmm};
 use dpm::sampler::{SampleIds, Sampler};
 use dpm::schedule::Schedule;
 use dpm::solver::{auto_spec, SolverConfig, UniVariant};
@@ -30,21 +30,6 @@ fn run(cfg: SolverConfig, x_t: &[f32]) -> (Vec<f32>, usize) {
     (s.x().to_vec(), s.solver().nfe())
 }
 
-fn median_error(x: &[f32], exact: &[Vec<f64>]) -> f64 {
-    median(
-        x.chunks(2)
-            .zip(exact)
-            .map(|(a, b)| {
-                a.iter()
-                    .zip(b)
-                    .map(|(&p, &q)| (p as f64 - q).powi(2))
-                    .sum::<f64>()
-                    .sqrt()
-            })
-            .collect(),
-    )
-}
-
 /// The UniC corrector raises its predictor's measured order by one (within 0.3), for noise
 /// and data prediction, both B(h) variants, second and third order. NFE range kept where
 /// the error stays well above float32 round-off (~1e-6).
@@ -61,7 +46,7 @@ fn the_corrector_raises_the_order_by_one() {
                 c.lower_order_final = false;
                 let (y, nfe) = run(c, &x);
                 assert_eq!(nfe, n, "{spec} at NFE {n}");
-                median_error(&y, &exact)
+                median_distance(&y, &exact)
             })
             .collect();
         -loglog_slope(&nfes, &errs)
@@ -224,7 +209,7 @@ fn tuned_steps_improve_on_their_start() {
         let (a, _) = run(c, &x);
         let (b, n) = run(tuned, &x);
         assert_eq!(n, nfe);
-        let (ea, eb) = (median_error(&a, &exact), median_error(&b, &exact));
+        let (ea, eb) = (median_distance(&a, &exact), median_distance(&b, &exact));
         assert!(
             eb < ea,
             "{spec} at {nfe}: held-out error {eb:.3e} vs {ea:.3e}"

@@ -77,15 +77,6 @@ pub struct SampleArgs {
     mask: Option<PathBuf>,
 }
 
-/// Seeded labels in 1..=k for `n` samples.
-pub fn random_labels(n: usize, k: usize, seed: u64) -> Vec<i64> {
-    let mut u = vec![0f64; n];
-    dpm::rng::fill_uniform(seed, 0, 0x6c61_6265, &mut u);
-    u.iter()
-        .map(|&v| 1 + ((v * k as f64) as i64).min(k as i64 - 1))
-        .collect()
-}
-
 /// Writes rows of 2D points as CSV (`x,y`).
 pub fn write_points_csv(path: &Path, pts: &[f32]) -> Result<()> {
     let mut s = String::from("x,y\n");
@@ -133,7 +124,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
                 };
                 vec![l; a.num]
             }
-            None => random_labels(a.num, k.unwrap_or(1).max(1), a.seed),
+            None => dpm::bench::random_labels(a.num, k.unwrap_or(1), a.seed),
         }),
         (None, _) => None,
     };

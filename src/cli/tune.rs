@@ -72,9 +72,10 @@ pub fn run(a: &TuneArgs) -> Result<()> {
     let mut solver = dpm::solver::SolverConfig::parse(&a.solver, a.nfe)?;
     solver.prediction = info.prediction;
     let cond = Conditioning {
-        labels: info.labels_name.as_ref().map(|_| {
-            super::sample::random_labels(a.samples, info.num_classes.unwrap_or(1).max(1), a.seed)
-        }),
+        labels: info
+            .labels_name
+            .as_ref()
+            .map(|_| dpm::bench::random_labels(a.samples, info.num_classes.unwrap_or(1), a.seed)),
         guidance: match a.guidance {
             Some(w) => Some(Guidance {
                 scale: w,

@@ -79,6 +79,24 @@ impl Default for Shapes {
     }
 }
 
+/// The label (`1..=classes`) of item `index` of `seed` on random stream `stream`: each block
+/// of `classes` consecutive indices starting at a multiple of it is a seeded permutation
+/// (Fisher-Yates) of the classes, so labels are balanced in every block. The uniforms are a
+/// pure function of their position, so the first `classes` of them do not depend on how many
+/// are drawn.
+fn balanced_label(seed: u64, stream: u32, classes: usize, index: u64) -> i64 {
+    let k = classes as u64;
+    let (block, pos) = (index / k, (index % k) as usize);
+    let mut perm: Vec<usize> = (0..classes).collect();
+    let mut u = vec![0f64; classes];
+    rng::fill_uniform(seed, block, stream, &mut u);
+    for i in (1..classes).rev() {
+        let j = ((u[i] * (i + 1) as f64) as usize).min(i);
+        perm.swap(i, j);
+    }
+    perm[pos] as i64 + 1
+}
+
 /// The resolution (at least [`MIN_RESOLUTION`], at most 4096) and class count (`1..=max`)
 /// of a synthetic set called `what`.
 fn check_set_size(what: &str, resolution: usize, classes: usize, max: usize) -> Result<()> {
@@ -129,17 +147,7 @@ impl Shapes {
     /// The label (`1..=K`) of image `index` of `seed`. Every block of `K` consecutive
     /// indices starting at a multiple of `K` holds each class exactly once.
     pub fn label(&self, seed: u64, index: u64) -> i64 {
-        let k = self.classes as u64;
-        let (block, pos) = (index / k, (index % k) as usize);
-        let mut perm = [0usize, 1, 2, 3];
-        let mut u = [0f64; MAX_CLASSES];
-        rng::fill_uniform(seed, block, SHAPES_STREAM + 2, &mut u);
-        // Fisher-Yates on the first K entries.
-        for i in (1..self.classes).rev() {
-            let j = ((u[i] * (i + 1) as f64) as usize).min(i);
-            perm.swap(i, j);
-        }
-        perm[pos] as i64 + 1
+        balanced_label(seed, SHAPES_STREAM + 2, self.classes, index)
     }
 
     /// Image `index` of `seed`: CHW pixels (3 channels, values in [-1, 1]) and its label.
@@ -323,16 +331,7 @@ impl ShapeColours {
     /// The label (`1..=K`) of image `index` of `seed`: each block of K consecutive indices
     /// holds every class once.
     pub fn label(&self, seed: u64, index: u64) -> i64 {
-        let k = self.classes as u64;
-        let (block, pos) = (index / k, (index % k) as usize);
-        let mut perm: Vec<usize> = (0..self.classes).collect();
-        let mut u = vec![0f64; self.classes];
-        rng::fill_uniform(seed, block, SHAPES_STREAM + 3, &mut u);
-        for i in (1..self.classes).rev() {
-            let j = ((u[i] * (i + 1) as f64) as usize).min(i);
-            perm.swap(i, j);
-        }
-        perm[pos] as i64 + 1
+        balanced_label(seed, SHAPES_STREAM + 3, self.classes, index)
     }
 
     /// Image `index` of `seed` (3 x R x R in [-1, 1]) and its label.

@@ -37,7 +37,7 @@ impl Stepper for Ddim {
             st.add_noise(std as f32, self.step as u32 + 1);
         }
         self.step += 1;
-        Ok(Next::at_x(self.plan.get(self.step).map(|p| p.from)))
+        Ok(Next::step_start(&self.plan, self.step))
     }
     fn step_index(&self) -> usize {
         self.step

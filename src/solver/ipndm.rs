@@ -68,7 +68,7 @@ impl Stepper for Ipndm {
         }
         st.combine_x(alpha_t / alpha_s, &terms[..order]);
         self.step += 1;
-        Ok(Next::at_x(self.plan.get(self.step).map(|p| p.from)))
+        Ok(Next::step_start(&self.plan, self.step))
     }
     fn step_index(&self) -> usize {
         self.step

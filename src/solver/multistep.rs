@@ -153,7 +153,7 @@ impl Multistep {
     fn next_step(&mut self) -> Next {
         self.step += 1;
         self.stage = 0;
-        Next::at_x(self.plan.get(self.step).map(|p| p.from))
+        Next::step_start(&self.plan, self.step)
     }
 }
 

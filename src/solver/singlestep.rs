@@ -100,7 +100,7 @@ impl Stepper for Singlestep {
             None => {
                 self.step += 1;
                 self.stage = 0;
-                Next::at_x(self.plan.get(self.step).map(|p| p.from))
+                Next::step_start(&self.plan, self.step)
             }
         })
     }

@@ -26,9 +26,13 @@ pub(crate) enum Next {
 }
 
 impl Next {
-    /// A query on the state itself, or the end when there is no time left.
-    pub fn at_x(t: Option<f64>) -> Self {
-        t.map_or(Next::Done, |t| Next::Query { t, at_x: true })
+    /// The query on the state at the start of step `step` of `plan`, or the end after its
+    /// last step.
+    pub fn step_start(plan: &[Planned], step: usize) -> Self {
+        plan.get(step).map_or(Next::Done, |p| Next::Query {
+            t: p.from,
+            at_x: true,
+        })
     }
 }
 

@@ -23,6 +23,24 @@ pub fn gmm_exact_setup(rows: usize) -> (Vec<f32>, Vec<Vec<f64>>) {
     (x, exact)
 }
 
+/// Median over samples of the Euclidean distance between the rows of `x` and the exact
+/// solutions `exact` (one row each).
+pub fn median_distance(x: &[f32], exact: &[Vec<f64>]) -> f64 {
+    let dim = exact.first().map_or(1, Vec::len);
+    median(
+        x.chunks(dim)
+            .zip(exact)
+            .map(|(a, b)| {
+                a.iter()
+                    .zip(b)
+                    .map(|(&p, &q)| (p as f64 - q).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect(),
+    )
+}
+
 /// Least-squares slope of log(err) against log(nfe).
 pub fn loglog_slope(nfe: &[usize], err: &[f64]) -> f64 {
     let xs: Vec<f64> = nfe.iter().map(|&n| (n as f64).ln()).collect();
