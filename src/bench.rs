@@ -337,9 +337,7 @@ pub fn run(
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let preset = |name: &str, nfe: usize| -> Result<SolverConfig> {
-        let mut c = crate::tune::parse_spec(name, nfe, &model_dir)?;
-        c.prediction = info.prediction;
-        Ok(c)
+        crate::tune::parse_spec(name, nfe, &model_dir)
     };
     for s in &cfg.solvers {
         for &nfe in &cfg.nfe {

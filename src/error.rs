@@ -19,6 +19,10 @@ pub enum Error {
         /// The names that would have been accepted.
         known: String,
     },
+    /// A training checkpoint of another network or configuration than the run resuming it
+    /// (an invalid argument to the C API; a caller may offer to start afresh).
+    #[error("invalid argument: {0}")]
+    CheckpointMismatch(String),
     /// Buffers or tensors whose shapes do not fit together.
     #[error("shape mismatch: {0}")]
     Shape(String),

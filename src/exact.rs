@@ -6,7 +6,10 @@
 //! its discretisation error. [`GaussianMixture::exact`] integrates the probability-flow ODE
 //! `d(x / alpha) / d(lambda) = -exp(-lambda) eps*` to high accuracy for comparison.
 
+use crate::denoiser::Denoiser;
+use crate::error::{Error, Result};
 use crate::schedule::Schedule;
+use crate::solver::Prediction;
 
 /// An isotropic Gaussian mixture in `dim` dimensions.
 #[derive(Debug, Clone)]
@@ -114,5 +117,59 @@ impl GaussianMixture {
                 )
             })
             .collect()
+    }
+}
+
+/// A Gaussian mixture's exact noise prediction on a schedule, as a [`Denoiser`]: the
+/// solvers' test bed answers a sampler exactly as an ONNX network does.
+#[derive(Debug, Clone)]
+pub struct ExactModel {
+    /// The mixture.
+    pub gmm: GaussianMixture,
+    /// The schedule its noise prediction is taken on.
+    pub schedule: Schedule,
+    shape: [usize; 1],
+    x: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl ExactModel {
+    /// `gmm`'s `eps*` on `schedule`.
+    pub fn new(gmm: GaussianMixture, schedule: Schedule) -> Self {
+        let shape = [gmm.dim];
+        Self {
+            gmm,
+            schedule,
+            shape,
+            x: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+}
+
+impl Denoiser for ExactModel {
+    fn prediction(&self) -> Prediction {
+        Prediction::Eps
+    }
+    fn schedule(&self) -> Result<Schedule> {
+        Ok(self.schedule.clone())
+    }
+    fn sample_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn prepare(&mut self, rows: usize, _labels: Option<&[i64]>) -> Result<()> {
+        let n = rows
+            .checked_mul(self.gmm.dim)
+            .ok_or_else(|| Error::Shape(format!("{rows} rows are too many")))?;
+        self.x.resize(n, 0.0);
+        self.out.resize(n, 0.0);
+        Ok(())
+    }
+    fn buffers(&mut self) -> Result<(&mut [f32], &[f32])> {
+        Ok((&mut self.x, &self.out))
+    }
+    fn evaluate(&mut self, t: f64) -> Result<()> {
+        self.gmm.model(&self.schedule, &self.x, t, &mut self.out);
+        Ok(())
     }
 }

@@ -2,10 +2,11 @@
 //! index so the result does not depend on the batch size. Used by the CLI, the C ABI's
 //! `dpm_generate` and the demo.
 
+use crate::denoiser::{self, Denoiser};
 use crate::error::{Error, Result};
 use crate::guidance::Guidance;
 use crate::model::{ModelInfo, OnnxModel};
-use crate::sampler::{SampleIds, Sampler, StepView};
+use crate::sampler::{SampleIds, StepView};
 use crate::solver::SolverConfig;
 
 /// Most values one [`output_buffer`] holds (8 GiB of float32): the CLI keeps a run's samples
@@ -153,7 +154,7 @@ impl OnnxModel {
         out: &mut [f32],
         progress: impl FnMut(&Progress) -> bool,
     ) -> Result<()> {
-        self.generate_with_previews(req, out, progress, None)
+        generate(self, req, out, progress, None)
     }
 
     /// [`OnnxModel::generate`] with a step callback: `preview` sees every evaluation (which
@@ -163,121 +164,136 @@ impl OnnxModel {
         &mut self,
         req: &Request,
         out: &mut [f32],
-        mut progress: impl FnMut(&Progress) -> bool,
-        mut preview: Option<&mut dyn FnMut(&Preview) -> bool>,
+        progress: impl FnMut(&Progress) -> bool,
+        preview: Option<&mut dyn FnMut(&Preview) -> bool>,
     ) -> Result<()> {
-        let info = self.info().clone();
-        let dim = info.dim();
-        if req.num == 0 || req.batch == 0 {
-            return Err(Error::InvalidArgument(
-                "the number of samples and the batch size must be positive".into(),
-            ));
-        }
-        let want = req
-            .num
-            .checked_mul(dim)
-            .ok_or_else(|| Error::Shape("too many samples".into()))?;
-        if out.len() != want {
+        generate(self, req, out, progress, preview)
+    }
+}
+
+/// Generates `req.num` samples with any denoiser into `out` (`num * dim` values): the
+/// solver works in the denoiser's prediction type on its schedule (`req.solver.prediction`
+/// is not read). `progress` returning false stops the run ([`Error::Cancelled`]); `out` then
+/// holds the finished batches. `preview` sees every evaluation (which batch and samples, the
+/// time, the state the network saw and the data prediction from it, see [`StepView`]) and
+/// may stop the run by returning false.
+pub fn generate(
+    d: &mut dyn Denoiser,
+    req: &Request,
+    out: &mut [f32],
+    mut progress: impl FnMut(&Progress) -> bool,
+    mut preview: Option<&mut dyn FnMut(&Preview) -> bool>,
+) -> Result<()> {
+    let dim = d.dim();
+    if req.num == 0 || req.batch == 0 {
+        return Err(Error::InvalidArgument(
+            "the number of samples and the batch size must be positive".into(),
+        ));
+    }
+    let want = req
+        .num
+        .checked_mul(dim)
+        .ok_or_else(|| Error::Shape("too many samples".into()))?;
+    if out.len() != want {
+        return Err(Error::Shape(format!(
+            "out holds {} values; {} samples of {dim} need {want}",
+            out.len(),
+            req.num
+        )));
+    }
+    for (what, v) in [
+        ("latents", req.latents),
+        ("init_image", req.init_image),
+        ("known image", req.known),
+    ] {
+        if let Some(v) = v.filter(|v| v.len() != want) {
             return Err(Error::Shape(format!(
-                "out holds {} values; {} samples of {dim} need {want}",
-                out.len(),
+                "{what} holds {} values; {} samples of {dim} need {want}",
+                v.len(),
                 req.num
             )));
         }
-        for (what, v) in [
-            ("latents", req.latents),
-            ("init_image", req.init_image),
-            ("known image", req.known),
-        ] {
-            if let Some(v) = v.filter(|v| v.len() != want) {
-                return Err(Error::Shape(format!(
-                    "{what} holds {} values; {} samples of {dim} need {want}",
-                    v.len(),
-                    req.num
-                )));
-            }
-        }
-        if let Some(l) = req.labels {
-            if l.len() != req.num {
-                return Err(Error::Shape(format!(
-                    "{} labels for {} samples",
-                    l.len(),
-                    req.num
-                )));
-            }
-            info.check_labels(l, req.guidance.is_some())?;
-        }
-        let mask = match (req.known, req.mask) {
-            (Some(_), Some(m)) => Some(expand_mask(m, req.num, &info.sample_shape)?),
-            (None, None) => None,
-            _ => {
-                return Err(Error::InvalidArgument(
-                    "inpainting needs both the known image and the mask".into(),
-                ))
-            }
-        };
-        let sched = self.schedule()?;
-        let (batch, fixed) = batch_for(&info, req)?;
-        let mut first = 0usize;
-        let mut batch_index = 0usize;
-        while first < req.num {
-            let rows = batch.min(req.num - first);
-            // A model with a fixed batch gets full batches: the last one is topped up with the
-            // samples that follow (each sample's noise is keyed by its own index, so the extra
-            // rows change nothing in the real ones) and the extra rows are dropped.
-            let run_rows = if fixed { batch } else { rows };
-            let ids = SampleIds::range(req.seed, req.first_index + first as u64, run_rows);
-            let padded = req.labels.map(|l| batch_rows(l, 1, first, rows, run_rows));
-            let labels = padded.as_deref();
-            let mut s = Sampler::new(req.solver.clone(), &sched, dim, &ids, labels, req.guidance)?;
-            let rows_of = |v: &[f32]| batch_rows(v, dim, first, rows, run_rows);
-            if let Some(l) = req.latents {
-                s.set_state(&rows_of(l))?;
-            }
-            if let Some(img) = req.init_image {
-                s.start_from_image(&rows_of(img))?;
-            }
-            if let (Some(k), Some(m)) = (req.known, mask.as_deref()) {
-                s.set_inpaint(&rows_of(k), &rows_of(m))?;
-            }
-            let total = s.solver().planned_nfe();
-            let previewing = preview.is_some();
-            let mut on_step = |v: &StepView| match preview.as_mut() {
-                Some(f) => f(&Preview {
-                    batch_index,
-                    first_sample: first,
-                    samples: rows,
-                    step: StepView {
-                        // The caller's rows only (not a fixed batch's top-up).
-                        x: &v.x[..rows * dim],
-                        x0: &v.x0[..rows * dim],
-                        ..*v
-                    },
-                }),
-                None => true,
-            };
-            let with_preview: Option<&mut dyn FnMut(&StepView) -> bool> =
-                if previewing { Some(&mut on_step) } else { None };
-            self.sample_with_previews(
-                &mut s,
-                |nfe, done| {
-                    progress(&Progress {
-                        // The last call of a batch counts it as finished.
-                        samples_done: if done { first + rows } else { first },
-                        samples_total: req.num,
-                        batch_index,
-                        nfe_done: nfe,
-                        nfe_total: total,
-                    })
-                },
-                with_preview,
-            )?;
-            out[first * dim..(first + rows) * dim].copy_from_slice(&s.x()[..rows * dim]);
-            first += rows;
-            batch_index += 1;
-        }
-        Ok(())
     }
+    if let Some(l) = req.labels {
+        if l.len() != req.num {
+            return Err(Error::Shape(format!(
+                "{} labels for {} samples",
+                l.len(),
+                req.num
+            )));
+        }
+        d.check_labels(l, req.guidance.is_some())?;
+    }
+    let mask = match (req.known, req.mask) {
+        (Some(_), Some(m)) => Some(expand_mask(m, req.num, d.sample_shape())?),
+        (None, None) => None,
+        _ => {
+            return Err(Error::InvalidArgument(
+                "inpainting needs both the known image and the mask".into(),
+            ))
+        }
+    };
+    let (batch, fixed) = rows_for(d.fixed_rows(), req)?;
+    let mut first = 0usize;
+    let mut batch_index = 0usize;
+    while first < req.num {
+        let rows = batch.min(req.num - first);
+        // A model with a fixed batch gets full batches: the last one is topped up with the
+        // samples that follow (each sample's noise is keyed by its own index, so the extra
+        // rows change nothing in the real ones) and the extra rows are dropped.
+        let run_rows = if fixed { batch } else { rows };
+        let ids = SampleIds::range(req.seed, req.first_index + first as u64, run_rows);
+        let padded = req.labels.map(|l| batch_rows(l, 1, first, rows, run_rows));
+        let labels = padded.as_deref();
+        let mut s = denoiser::sampler_for(d, req.solver.clone(), &ids, labels, req.guidance)?;
+        let rows_of = |v: &[f32]| batch_rows(v, dim, first, rows, run_rows);
+        if let Some(l) = req.latents {
+            s.set_state(&rows_of(l))?;
+        }
+        if let Some(img) = req.init_image {
+            s.start_from_image(&rows_of(img))?;
+        }
+        if let (Some(k), Some(m)) = (req.known, mask.as_deref()) {
+            s.set_inpaint(&rows_of(k), &rows_of(m))?;
+        }
+        let total = s.solver().planned_nfe();
+        let previewing = preview.is_some();
+        let mut on_step = |v: &StepView| match preview.as_mut() {
+            Some(f) => f(&Preview {
+                batch_index,
+                first_sample: first,
+                samples: rows,
+                step: StepView {
+                    // The caller's rows only (not a fixed batch's top-up).
+                    x: &v.x[..rows * dim],
+                    x0: &v.x0[..rows * dim],
+                    ..*v
+                },
+            }),
+            None => true,
+        };
+        let with_preview: Option<&mut dyn FnMut(&StepView) -> bool> =
+            if previewing { Some(&mut on_step) } else { None };
+        denoiser::run(
+            d,
+            &mut s,
+            |nfe, done| {
+                progress(&Progress {
+                    // The last call of a batch counts it as finished.
+                    samples_done: if done { first + rows } else { first },
+                    samples_total: req.num,
+                    batch_index,
+                    nfe_done: nfe,
+                    nfe_total: total,
+                })
+            },
+            with_preview,
+        )?;
+        out[first * dim..(first + rows) * dim].copy_from_slice(&s.x()[..rows * dim]);
+        first += rows;
+        batch_index += 1;
+    }
+    Ok(())
 }
 
 /// The caller's rows `first..first + rows` of `v` (`width` values each), topped up to
@@ -300,7 +316,12 @@ fn batch_rows<T: Clone>(
 /// Samples per batch for a request: the request's, or the one a model with a fixed batch
 /// dimension needs (its rows, halved when guidance doubles the rows), with whether it is fixed.
 pub fn batch_for(info: &ModelInfo, req: &Request) -> Result<(usize, bool)> {
-    let Some(rows) = info.fixed_rows else {
+    rows_for(info.fixed_rows, req)
+}
+
+/// [`batch_for`] from the model's fixed rows, if any.
+fn rows_for(fixed_rows: Option<usize>, req: &Request) -> Result<(usize, bool)> {
+    let Some(rows) = fixed_rows else {
         return Ok((req.batch, false));
     };
     let per_sample = if req.guidance.is_some_and(|g| g.needs_null()) {

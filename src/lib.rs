@@ -37,6 +37,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod denoiser;
 #[allow(unsafe_code)] // dladdr, dlopen(RTLD_NOLOAD), the ONNX Runtime C API's version string
 mod dylib;
 pub mod error;

@@ -13,6 +13,7 @@ use ort::session::IoBinding;
 use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 
+use crate::denoiser::Denoiser;
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use crate::sampler::{Sampler, StepView};
@@ -670,23 +671,7 @@ libdpm needs an output shaped like the input"
         labels: Option<&[i64]>,
         out: &mut [f32],
     ) -> Result<()> {
-        let dim = self.info.dim();
-        if x.is_empty() || !x.len().is_multiple_of(dim) || out.len() != x.len() {
-            return Err(Error::Shape(format!(
-                "x has {} values and out {}; both must be a whole number of samples of {dim}",
-                x.len(),
-                out.len()
-            )));
-        }
-        self.bind(x.len() / dim)?;
-        self.set_labels(labels)?;
-        let b = self.bound.as_mut().ok_or_else(no_binding)?;
-        b.x.extract_tensor_mut().1.copy_from_slice(x);
-        Self::set_time(b, t);
-        self.run_bound()?;
-        let b = self.bound.as_ref().ok_or_else(no_binding)?;
-        out.copy_from_slice(b.out.extract_tensor().1);
-        Ok(())
+        crate::denoiser::eval(self, x, t, labels, out)
     }
 
     /// Runs a sampler to the end with this model. `progress(nfe)` is called after every
@@ -703,11 +688,12 @@ libdpm needs an output shaped like the input"
     /// network saw, its time, and the data prediction from it) before the solver takes it;
     /// returning false stops the run ([`Error::Cancelled`]). Without a preview callback no
     /// prediction is computed. `progress(nfe, done)` also says whether the run has finished.
+    /// The loop is [`crate::denoiser::run`], the same for every denoiser.
     pub fn sample_with_previews(
         &mut self,
         sampler: &mut Sampler,
-        mut progress: impl FnMut(usize, bool) -> bool,
-        mut preview: Option<&mut dyn FnMut(&StepView) -> bool>,
+        progress: impl FnMut(usize, bool) -> bool,
+        preview: Option<&mut dyn FnMut(&StepView) -> bool>,
     ) -> Result<()> {
         if sampler.dim() != self.info.dim() {
             return Err(Error::Shape(format!(
@@ -717,41 +703,39 @@ libdpm needs an output shaped like the input"
                 self.info.dim()
             )));
         }
-        self.bind(sampler.model_rows())?;
-        self.set_labels(sampler.model_labels())?;
-        let n = sampler.solver().rows() * sampler.dim();
-        let mut x0 = if preview.is_some() {
-            vec![0f32; n]
-        } else {
-            Vec::new()
-        };
-        let nfe_total = sampler.solver().planned_nfe();
-        loop {
-            let b = self.bound.as_mut().ok_or_else(no_binding)?;
-            let Some(t) = sampler.write_query(b.x.extract_tensor_mut().1)? else {
-                break;
-            };
-            Self::set_time(b, t);
-            self.run_bound()?;
-            let b = self.bound.as_ref().ok_or_else(no_binding)?;
-            if let Some(f) = preview.as_mut() {
-                sampler.data_prediction(b.out.extract_tensor().1, &mut x0)?;
-                let view = StepView {
-                    nfe: sampler.solver().nfe() + 1,
-                    nfe_total,
-                    t,
-                    x: &b.x.extract_tensor().1[..n],
-                    x0: &x0,
-                };
-                if !f(&view) {
-                    return Err(Error::Cancelled);
-                }
-            }
-            sampler.submit(b.out.extract_tensor().1)?;
-            if !progress(sampler.solver().nfe(), sampler.is_done()) {
-                return Err(Error::Cancelled);
-            }
-        }
-        Ok(())
+        crate::denoiser::run(self, sampler, progress, preview)
+    }
+}
+
+/// The ONNX network answers a sampler's queries in its bound tensors: the query is written
+/// straight into the input tensor and the solver reads the output tensor in place.
+impl Denoiser for OnnxModel {
+    fn prediction(&self) -> Prediction {
+        self.info.prediction
+    }
+    fn schedule(&self) -> Result<Schedule> {
+        OnnxModel::schedule(self)
+    }
+    fn sample_shape(&self) -> &[usize] {
+        &self.info.sample_shape
+    }
+    fn fixed_rows(&self) -> Option<usize> {
+        self.info.fixed_rows
+    }
+    fn check_labels(&self, labels: &[i64], guided: bool) -> Result<()> {
+        self.info.check_labels(labels, guided)
+    }
+    fn prepare(&mut self, rows: usize, labels: Option<&[i64]>) -> Result<()> {
+        self.bind(rows)?;
+        self.set_labels(labels)
+    }
+    fn buffers(&mut self) -> Result<(&mut [f32], &[f32])> {
+        let Bound { x, out, .. } = self.bound.as_mut().ok_or_else(no_binding)?;
+        Ok((x.extract_tensor_mut().1, out.extract_tensor().1))
+    }
+    fn evaluate(&mut self, t: f64) -> Result<()> {
+        let b = self.bound.as_mut().ok_or_else(no_binding)?;
+        Self::set_time(b, t);
+        self.run_bound()
     }
 }

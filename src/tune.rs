@@ -19,6 +19,7 @@
 //! Everything runs through the host-driven [`Sampler`], so any network, guidance included,
 //! can be tuned.
 
+use crate::denoiser::Denoiser;
 use crate::error::{invalid, Result};
 use crate::guidance::Guidance;
 use crate::sampler::{SampleIds, Sampler};
@@ -29,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// A model evaluation: `(x, t, labels, out)` over the model batch (`rows` = 2B with
-/// guidance, as [`Sampler::query`] lays it out).
-pub type ModelFn<'a> = dyn FnMut(&[f32], f64, Option<&[i64]>, &mut [f32]) -> Result<()> + 'a;
+/// guidance, as [`Sampler::query`] lays it out): a host function as the denoiser seam takes it.
+pub use crate::denoiser::HostFn as ModelFn;
 
 /// What the refinement minimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -207,6 +208,26 @@ fn mse(a: &[f32], b: &[f32]) -> f64 {
         .map(|(&p, &q)| (p as f64 - q as f64).powi(2))
         .sum::<f64>()
         / a.len().max(1) as f64
+}
+
+/// [`tune_steps`] for a denoiser: the solver works in its prediction type, on its schedule
+/// and sample size (`cfg.solver.prediction` is not read).
+pub fn tune_model(
+    model: &mut dyn Denoiser,
+    cfg: &TuneConfig,
+    cond: &Conditioning,
+    progress: impl FnMut(&str),
+) -> Result<Tuned> {
+    let sched = model.schedule()?;
+    let dim = model.dim();
+    let cfg = TuneConfig {
+        solver: crate::denoiser::solver_config(model, cfg.solver.clone()),
+        ..cfg.clone()
+    };
+    let mut f = |x: &[f32], t: f64, labels: Option<&[i64]>, out: &mut [f32]| {
+        crate::denoiser::eval(model, x, t, labels, out)
+    };
+    tune_steps(&mut f, &sched, dim, &cfg, cond, progress)
 }
 
 /// Tunes the step times of `cfg.solver` for the model `model` (see the module docs).

@@ -250,3 +250,25 @@ fn trainer_noises_with_the_manifest_schedule() {
     assert!((own - reference).abs() > 1e-4 * own, "{own} vs {reference}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_checkpoint_of_another_configuration_is_a_mismatch_not_any_error() {
+    // Callers (`dpm report`) offer to start afresh on exactly this error, so it is its own
+    // variant rather than a message to match.
+    let mut cfg = TrainConfig::preset("toy2d").unwrap();
+    cfg.steps = 3;
+    let mut a = trainer(&cfg);
+    a.train_step().unwrap();
+    let ck = a.checkpoint();
+    let mut other = cfg.clone();
+    other.lr = 5e-4;
+    let mut b = trainer(&other);
+    let e = b.restore(&ck).unwrap_err();
+    assert!(
+        matches!(e, dpm::Error::CheckpointMismatch(_)),
+        "{e:?} is not a checkpoint mismatch"
+    );
+    assert!(e.to_string().contains("different configuration"), "{e}");
+    // The same configuration resumes.
+    trainer(&cfg).restore(&ck).unwrap();
+}

@@ -5,6 +5,7 @@ mod demo;
 mod fid;
 mod report;
 mod sample;
+mod swissroll;
 mod train;
 mod tune;
 

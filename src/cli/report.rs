@@ -13,21 +13,21 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use dpm::bench::{self, GridConfig, Quality};
-use dpm::data::{Shapes, Toy2d};
+use dpm::data::Shapes;
 use dpm::guidance::{Convention, Guidance};
 use dpm::metrics::{ExtractorConfig, FeatureExtractor, GaussianStats};
 use dpm::model::OnnxModel;
 use dpm::runtime::Runtime;
 use dpm::solver::SolverConfig;
 use dpm::train::data::{DataSource, FolderData, ShapesData};
-use dpm::train::{self, Points, TrainConfig};
+use dpm::train::{self, TrainConfig};
 use dpm::{Error, Result};
 
 use super::bench::FeatureArgs;
-use super::RtArgs;
+use super::{swissroll, RtArgs};
 
 #[derive(Args)]
 pub struct ReportArgs {
@@ -54,8 +54,8 @@ pub struct ReportArgs {
     image_model: Option<PathBuf>,
     /// Image data: auto (AFHQ when AFHQ/train exists and the model is 64 x 64, else shapes),
     /// afhq or shapes.
-    #[arg(long, default_value = "auto")]
-    image_data: String,
+    #[arg(long, value_enum, default_value_t = ImageDataArg::Auto)]
+    image_data: ImageDataArg,
     /// The AFHQ folder (train/ in the class layout; eval/ flat, or val/ to build it from).
     #[arg(long, default_value = "data/afhq")]
     afhq: PathBuf,
@@ -154,9 +154,10 @@ fn train_or_resume(
     let r =
         train::train_to_dir(rt, cfg.clone(), data, dir, true, true, |_, _| false).map_err(|e| {
             match e {
-                Error::InvalidArgument(m) if m.contains("checkpoint") => Error::InvalidArgument(
-                    format!("{m} ({}); run with --fresh to train again", dir.display()),
-                ),
+                Error::CheckpointMismatch(m) => Error::CheckpointMismatch(format!(
+                    "{m} ({}); run with --fresh to train again",
+                    dir.display()
+                )),
                 e => e,
             }
         })?;
@@ -180,30 +181,27 @@ fn run_note(r: &train::RunOutcome) -> String {
 
 fn part1(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
     let t = Instant::now();
-    let mut cfg = TrainConfig::preset("toy2d")?;
-    cfg.steps = a.steps;
-    cfg.seed = a.seed;
     let dir = a.out.join("toy2d");
     println!(
-        "part 1: training {} on {} ({} steps)",
-        cfg.network, cfg.data, cfg.steps
+        "part 1: training toy2d on the swiss roll ({} steps)",
+        a.steps
     );
-    let data = Points::new(Toy2d::SwissRoll, cfg.dataset_size, cfg.seed)?;
-    let reference = data.reference(2048, cfg.seed.wrapping_add(1));
-    let r = train_or_resume(rt, &cfg, Box::new(data), &dir, a.fresh)?;
-    let tail = &r.losses[r.losses.len().saturating_sub(100)..];
-    let mean_tail = tail.iter().sum::<f32>() / tail.len().max(1) as f32;
+    let tr = swissroll::train(a.steps, a.seed, &dir, |cfg, data| {
+        train_or_resume(rt, cfg, data, &dir, a.fresh)
+    })?;
+    let cfg = &tr.cfg;
     let _ = writeln!(
         md,
         "## Part 1: 2D swiss roll\n\nThe TimeLinear MLP trained through libdpm's ONNX training graph with \
          the reference workflow's settings: Adam lr {}, batch {}, {} steps, seed {} ({}; mean \
-         loss of the last 100 steps {mean_tail:.4}). The model samples with the EMA weights \
+         loss of the last 100 steps {:.4}). The model samples with the EMA weights \
          (decay {}); the raw final weights are shown too.\n\n![training loss]({})\n",
         cfg.lr,
         cfg.batch,
         cfg.steps,
         cfg.seed,
-        run_note(&r),
+        run_note(&tr.run),
+        tr.tail_loss(),
         cfg.ema_decay,
         rel(&a.out, &dir.join("loss.png"))
     );
@@ -212,41 +210,19 @@ fn part1(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
         "### Chamfer distance at 50 NFE\n\n2048 samples against 2048 reference points (pass mark: < 40).\n\n\
          | weights | DPM-Solver-1 (`dpm1`) | DPM-Solver-2 (`dpm2-ref`) |\n|---|---:|---:|"
     );
-    let mut models = vec![("EMA", r.model.clone(), "")];
-    if let Some(raw) = &r.model_raw {
-        models.push(("raw final", raw.clone(), "_raw"));
-    }
     let mut scatters = Vec::new();
-    for (which, path, suffix) in &models {
-        let mut model = OnnxModel::load(rt, path)?;
+    for (which, path, suffix) in tr.weight_sets() {
+        let mut model = OnnxModel::load(rt, &path)?;
         let mut row = format!("| {which} |");
         for (label, name) in [("DPM-Solver-1", "dpm1"), ("DPM-Solver-2", "dpm2-ref")] {
-            let (x, secs, _) = bench::generate_timed(
-                &mut model,
-                SolverConfig::named(name, 50)?,
-                None,
-                None,
-                2048,
-                2048,
-                cfg.seed.wrapping_add(2),
-            )?;
-            let cd = dpm::metrics::chamfer_distance(&x, &reference, 2)?;
-            let png = dir.join(format!("samples_{name}{suffix}.png"));
-            dpm::plot::scatter_png(
-                &png,
-                &[
-                    ("swiss roll", &reference[..], dpm::plot::Rgb::REFERENCE),
-                    ("samples", &x[..], dpm::plot::Rgb::SAMPLES),
-                ],
-                &format!("{label}, 50 NFE, {which} weights: CD {cd:.2}"),
-            )?;
-            println!("  {which:9} {label}: CD {cd:.3} ({:.0} ms)", secs * 1e3);
-            let _ = write!(
-                row,
-                " {cd:.2} ({}) |",
-                if cd < 40.0 { "pass" } else { "FAIL" }
+            let c = tr.measure(&mut model, (which, suffix), (label, name, 50))?;
+            println!(
+                "  {which:9} {label}: CD {:.3} ({:.0} ms)",
+                c.cd,
+                c.secs * 1e3
             );
-            scatters.push((format!("{label}, {which} weights"), png));
+            let _ = write!(row, " {:.2} ({}) |", c.cd, swissroll::verdict(c.cd));
+            scatters.push((format!("{label}, {which} weights"), c.png));
         }
         let _ = writeln!(md, "{row}");
     }
@@ -262,9 +238,9 @@ fn part1(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
             ..GridConfig::default()
         };
         let mut quality = Quality::Chamfer {
-            reference: reference.clone(),
+            reference: tr.reference.clone(),
         };
-        let mut model = OnnxModel::load(rt, &r.model)?;
+        let mut model = OnnxModel::load(rt, &tr.run.model)?;
         println!("  NFE grid (CD, {} samples per cell)", gcfg.num);
         let grid = bench::run(&mut model, &gcfg, &mut quality, |_| {})?;
         grid.write_csv(&gdir.join("bench.csv"))?;
@@ -287,12 +263,22 @@ fn part1(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
     Ok(())
 }
 
+/// `--image-data`.
+#[derive(Clone, Copy, ValueEnum)]
+enum ImageDataArg {
+    Auto,
+    Afhq,
+    Shapes,
+}
+
 /// Which image data the report uses.
 enum ImageData {
     Shapes(Shapes),
     Afhq { train: PathBuf, eval: PathBuf },
 }
 
+/// The image part: FID of the image solvers with guidance, sample galleries, and the image
+/// NFE grid when asked for.
 fn part2(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
     let model_path = a
         .image_model
@@ -325,17 +311,10 @@ fn part2(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
         )));
     }
     let classes = info.num_classes.unwrap_or(1).max(1);
-    let afhq_train = a.afhq.join("train");
-    let data = match a.image_data.as_str() {
-        "afhq" => afhq_data(a, h)?,
-        "shapes" => ImageData::Shapes(Shapes::new(h, classes)?),
-        "auto" if afhq_train.is_dir() && h == 64 => afhq_data(a, h)?,
-        "auto" => ImageData::Shapes(Shapes::new(h, classes)?),
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "--image-data '{other}': use auto, afhq or shapes"
-            )))
-        }
+    let data = match a.image_data {
+        ImageDataArg::Afhq => afhq_data(a, h)?,
+        ImageDataArg::Auto if a.afhq.join("train").is_dir() && h == 64 => afhq_data(a, h)?,
+        ImageDataArg::Auto | ImageDataArg::Shapes => ImageData::Shapes(Shapes::new(h, classes)?),
     };
     let data_name = match &data {
         ImageData::Shapes(_) => format!("the synthetic shapes ({classes} classes, {h} x {h})"),
@@ -347,160 +326,13 @@ fn part2(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
         "Model `{}` ({c} x {h} x {w}, {classes} classes); data: {data_name}.\n",
         model_path.display()
     );
-
-    // The feature extractor: given, or the classifier trained on this data.
-    let bundled = train::models_dir().join("demo").join("classifier.onnx");
-    let fx_path = if a.features.features.is_some() {
-        let _ = writeln!(
-            md,
-            "Feature extractor: `{}` (given).",
-            a.features.path().display()
-        );
-        a.features.path()
-    } else if matches!(data, ImageData::Shapes(_)) && bundled.is_file() {
-        let _ = writeln!(
-            md,
-            "Feature extractor: the bundled classifier trained on the shapes, `{}`: its 256 \
-             `features` at {h} x {h}, values in [-1, 1].",
-            bundled.display()
-        );
-        bundled
-    } else {
-        let dir = a.out.join("classifier");
-        let cfg = TrainConfig {
-            network: "classifier".into(),
-            data: match &data {
-                ImageData::Shapes(_) => "shapes".into(),
-                ImageData::Afhq { train, .. } => format!("folder:{}", train.display()),
-            },
-            steps: a.classifier_steps,
-            batch: 32,
-            lr: 1e-3,
-            warmup: 0,
-            cfg_dropout: 0.0,
-            seed: a.seed,
-            ema_decay: 0.0,
-            weight_decay: 0.0,
-            clip_norm: 0.0,
-            checkpoint_every: 0,
-            dataset_size: 0,
-            arch: None,
-        };
-        let source: Box<dyn DataSource> = match &data {
-            ImageData::Shapes(_) => Box::new(ShapesData::new(h, classes, 3000 * classes, a.seed)?),
-            ImageData::Afhq { train, .. } => Box::new(FolderData::new(train, h)?),
-        };
-        println!("  training the feature classifier ({} steps)", cfg.steps);
-        let r = train_or_resume(rt, &cfg, source, &dir, a.fresh)?;
-        let _ = writeln!(
-            md,
-            "Feature extractor: the bundled classifier network trained on the same data through its \
-             ONNX training graph (Adam lr {}, batch {}, {} steps; {}), its 256 `features` at \
-             {h} x {h}, values in [-1, 1].",
-            cfg.lr,
-            cfg.batch,
-            cfg.steps,
-            run_note(&r)
-        );
-        r.model
-    };
-    let mut fx = FeatureExtractor::load(
-        rt,
-        &fx_path,
-        ExtractorConfig {
-            size: a.features.feature_size,
-            range: dpm::metrics::InputRange::named(&a.features.feature_range)?,
-            input: a.features.feature_input.clone(),
-            output: a.features.feature_output.clone(),
-            batch: a.features.feature_batch,
-        },
-    )?;
-    // Reference statistics (and, for the trained classifier, its accuracy on them).
-    let (ref_images, ref_labels, ref_what) = match &data {
-        ImageData::Shapes(s) => {
-            let (x, l) = s.batch(a.seed ^ 0x5245_4621, 0, a.reference_num);
-            (x, l, format!("{} fresh synthetic shapes", a.reference_num))
-        }
-        ImageData::Afhq { eval, .. } => {
-            let x = dpm::data::load_flat_folder(eval, h)?;
-            (
-                x,
-                Vec::new(),
-                format!("the AFHQ evaluation set `{}`", eval.display()),
-            )
-        }
-    };
-    let n_ref = ref_images.len() / (3 * h * w);
-    let reference: GaussianStats = fx.stats(&ref_images, n_ref, 3, h, w)?;
-    if a.features.features.is_none() && !ref_labels.is_empty() {
-        // The classifier's own check: its accuracy on the (labelled) reference images.
-        let mut logits = FeatureExtractor::load(
-            rt,
-            &fx_path,
-            ExtractorConfig {
-                output: Some("logits".into()),
-                ..ExtractorConfig::default()
-            },
-        )?;
-        let lg = logits.features(&ref_images, n_ref, 3, h, w)?;
-        let k = lg.len() / n_ref;
-        let correct = lg
-            .chunks_exact(k)
-            .zip(&ref_labels)
-            .filter(|(row, &l)| {
-                let arg = row
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                    )
-                    .0;
-                arg as i64 + 1 == l
-            })
-            .count();
-        let _ = writeln!(
-            md,
-            " Its accuracy on the {n_ref} reference images: {:.1} %.",
-            100.0 * correct as f64 / n_ref as f64
-        );
-    }
-    let _ = writeln!(
-        md,
-        "\nFID reference: {ref_what} ({n_ref} images). Generated: {} images per solver, labels drawn \
-         uniformly from 1..={classes}, w = {} (Ho convention: `(1 + w) eps_c - w eps_null`, \
-         \"scale {}\" in the other), 20 NFE, the same seed for every solver. FID with few images is \
-         biased upwards (the reference workflow uses 500 generated images; \
-         `--num-images 500`).\n",
-        a.num_images,
-        a.guidance,
-        1.0 + a.guidance
-    );
-    // The floor at this sample size: real images against the reference.
-    if let ImageData::Shapes(s) = &data {
-        let (x, _) = s.batch(a.seed ^ 0x464c_4f4f, 0, a.num_images);
-        let floor = fx.stats(&x, a.num_images, 3, h, w)?;
-        let f = dpm::metrics::fid_from_stats(&floor, &reference)?;
-        println!(
-            "  FID of {} real shapes against the reference: {f:.3}",
-            a.num_images
-        );
-        let _ = writeln!(
-            md,
-            "For scale: {} fresh real shapes against the same reference give FID {f:.3} (the \
-             floor at this sample size).\n",
-            a.num_images
-        );
-    }
+    let fx_path = feature_extractor(a, rt, &data, h, classes, md)?;
+    let mut quality = fid_quality(a, rt, &data, &fx_path, h, classes, md)?;
     let labels = bench::random_labels(a.num_images, classes, a.seed);
     let guidance = Guidance {
         scale: a.guidance,
         convention: Convention::Ho,
         null_label: 0,
-    };
-    let mut quality = Quality::Fid {
-        extractor: Box::new(fx),
-        reference,
     };
     let shapes = match &data {
         ImageData::Shapes(s) => Some(*s),
@@ -516,14 +348,11 @@ fn part2(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
         },
         if shapes.is_some() { "---:|" } else { "" }
     );
-    let img_dir = a.out.join("images");
     let mut galleries = Vec::new();
     for name in &a.image_solvers {
-        let mut sc = SolverConfig::named(name, 20)?;
-        sc.prediction = info.prediction;
         let (x, secs, nfe) = bench::generate_timed(
             &mut model,
-            sc,
+            SolverConfig::named(name, 20)?,
             Some(guidance),
             Some(&labels),
             a.num_images,
@@ -550,24 +379,7 @@ fn part2(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
             "| `{name}` | {nfe} | {} | {fid:.3} | {ms:.0} |{recognised}",
             a.guidance
         );
-        // Deliverables: 16 single images and a grid of up to 64.
-        let dir = img_dir.join(name.replace('+', "p"));
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        for (i, l) in labels.iter().enumerate().take(16) {
-            dpm::imageio::save_png(
-                &dir.join(format!("img_{i:03}_label{l}.png")),
-                &x,
-                a.num_images,
-                i,
-                c,
-                h,
-                w,
-            )?;
-        }
-        let shown = a.num_images.min(64);
-        let grid = img_dir.join(format!("grid_{}.png", name.replace('+', "p")));
-        dpm::imageio::save_grid(&grid, &x[..shown * c * h * w], shown, c, h, w, 8)?;
-        galleries.push((name.clone(), grid, dir));
+        galleries.push(gallery(a, name, &x, &labels, [c, h, w])?);
     }
     let _ = writeln!(md);
     for (name, grid, dir) in &galleries {
@@ -581,37 +393,263 @@ fn part2(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
         );
     }
     if a.image_grid {
-        let gcfg = GridConfig {
-            solvers: vec!["dpm1".into(), "dpm2-ref".into(), "dpm++2m".into()],
-            nfe: vec![5, 10, 20],
-            guidance: vec![a.guidance],
-            adaptive_rtol: Vec::new(),
-            baseline: None,
-            num: a.image_grid_num,
-            batch: 64,
-            seed: a.seed,
-            labels: None,
-            ..GridConfig::default()
-        };
-        println!("  image NFE grid ({} images per cell)", gcfg.num);
-        let grid = bench::run(&mut model, &gcfg, &mut quality, |c| {
-            println!("    {} NFE {}: FID {:.3}", c.solver, c.nfe, c.value)
-        })?;
-        let gdir = a.out.join("bench_images");
-        grid.write_csv(&gdir.join("bench.csv"))?;
-        let plots = grid.write_plots(&gdir, "fid")?;
+        image_grid(a, &mut model, &mut quality, md)?;
+    }
+    Ok(())
+}
+
+/// The feature extractor of the FID: the one given, the bundled classifier for the shapes,
+/// or the classifier network trained on this data now. Says which in the report.
+fn feature_extractor(
+    a: &ReportArgs,
+    rt: &Runtime,
+    data: &ImageData,
+    h: usize,
+    classes: usize,
+    md: &mut String,
+) -> Result<PathBuf> {
+    let bundled = train::models_dir().join("demo").join("classifier.onnx");
+    if a.features.features.is_some() {
         let _ = writeln!(
             md,
-            "### NFE against FID\n\n{} images per cell; grid time {:.0} s.\n\n{}",
-            gcfg.num,
-            grid.seconds,
-            grid.markdown()
+            "Feature extractor: `{}` (given).",
+            a.features.path().display()
         );
-        for p in &plots {
-            let _ = write!(md, "![{}]({}) ", rel(&a.out, p), rel(&a.out, p));
-        }
-        let _ = writeln!(md);
+        return Ok(a.features.path());
     }
+    if matches!(data, ImageData::Shapes(_)) && bundled.is_file() {
+        let _ = writeln!(
+            md,
+            "Feature extractor: the bundled classifier trained on the shapes, `{}`: its 256 \
+             `features` at {h} x {h}, values in [-1, 1].",
+            bundled.display()
+        );
+        return Ok(bundled);
+    }
+    let dir = a.out.join("classifier");
+    let cfg = TrainConfig {
+        network: "classifier".into(),
+        data: match data {
+            ImageData::Shapes(_) => "shapes".into(),
+            ImageData::Afhq { train, .. } => format!("folder:{}", train.display()),
+        },
+        steps: a.classifier_steps,
+        batch: 32,
+        lr: 1e-3,
+        warmup: 0,
+        cfg_dropout: 0.0,
+        seed: a.seed,
+        ema_decay: 0.0,
+        weight_decay: 0.0,
+        clip_norm: 0.0,
+        checkpoint_every: 0,
+        dataset_size: 0,
+        arch: None,
+    };
+    let source: Box<dyn DataSource> = match data {
+        ImageData::Shapes(_) => Box::new(ShapesData::new(h, classes, 3000 * classes, a.seed)?),
+        ImageData::Afhq { train, .. } => Box::new(FolderData::new(train, h)?),
+    };
+    println!("  training the feature classifier ({} steps)", cfg.steps);
+    let r = train_or_resume(rt, &cfg, source, &dir, a.fresh)?;
+    let _ = writeln!(
+        md,
+        "Feature extractor: the bundled classifier network trained on the same data through its \
+         ONNX training graph (Adam lr {}, batch {}, {} steps; {}), its 256 `features` at \
+         {h} x {h}, values in [-1, 1].",
+        cfg.lr,
+        cfg.batch,
+        cfg.steps,
+        run_note(&r)
+    );
+    Ok(r.model)
+}
+
+/// The FID measure: the extractor at `fx_path` and the reference statistics of the data's
+/// reference images; reports the trained classifier's accuracy on them and, for the shapes,
+/// the FID floor at this sample size.
+fn fid_quality(
+    a: &ReportArgs,
+    rt: &Runtime,
+    data: &ImageData,
+    fx_path: &Path,
+    h: usize,
+    classes: usize,
+    md: &mut String,
+) -> Result<Quality> {
+    let w = h;
+    let mut fx = FeatureExtractor::load(
+        rt,
+        fx_path,
+        ExtractorConfig {
+            size: a.features.feature_size,
+            range: dpm::metrics::InputRange::named(&a.features.feature_range)?,
+            input: a.features.feature_input.clone(),
+            output: a.features.feature_output.clone(),
+            batch: a.features.feature_batch,
+        },
+    )?;
+    let (ref_images, ref_labels, ref_what) = match data {
+        ImageData::Shapes(s) => {
+            let (x, l) = s.batch(a.seed ^ 0x5245_4621, 0, a.reference_num);
+            (x, l, format!("{} fresh synthetic shapes", a.reference_num))
+        }
+        ImageData::Afhq { eval, .. } => {
+            let x = dpm::data::load_flat_folder(eval, h)?;
+            (
+                x,
+                Vec::new(),
+                format!("the AFHQ evaluation set `{}`", eval.display()),
+            )
+        }
+    };
+    let n_ref = ref_images.len() / (3 * h * w);
+    let reference: GaussianStats = fx.stats(&ref_images, n_ref, 3, h, w)?;
+    if a.features.features.is_none() && !ref_labels.is_empty() {
+        let acc = classifier_accuracy(rt, fx_path, &ref_images, &ref_labels, h)?;
+        let _ = writeln!(
+            md,
+            " Its accuracy on the {n_ref} reference images: {:.1} %.",
+            100.0 * acc
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nFID reference: {ref_what} ({n_ref} images). Generated: {} images per solver, labels drawn \
+         uniformly from 1..={classes}, w = {} (Ho convention: `(1 + w) eps_c - w eps_null`, \
+         \"scale {}\" in the other), 20 NFE, the same seed for every solver. FID with few images is \
+         biased upwards (the reference workflow uses 500 generated images; \
+         `--num-images 500`).\n",
+        a.num_images,
+        a.guidance,
+        1.0 + a.guidance
+    );
+    // The floor at this sample size: real images against the reference.
+    if let ImageData::Shapes(s) = data {
+        let (x, _) = s.batch(a.seed ^ 0x464c_4f4f, 0, a.num_images);
+        let floor = fx.stats(&x, a.num_images, 3, h, w)?;
+        let f = dpm::metrics::fid_from_stats(&floor, &reference)?;
+        println!(
+            "  FID of {} real shapes against the reference: {f:.3}",
+            a.num_images
+        );
+        let _ = writeln!(
+            md,
+            "For scale: {} fresh real shapes against the same reference give FID {f:.3} (the \
+             floor at this sample size).\n",
+            a.num_images
+        );
+    }
+    Ok(Quality::Fid {
+        extractor: Box::new(fx),
+        reference,
+    })
+}
+
+/// The trained classifier's own check: the share of the labelled images (labels 1..=K)
+/// whose largest logit is their class.
+fn classifier_accuracy(
+    rt: &Runtime,
+    path: &Path,
+    images: &[f32],
+    labels: &[i64],
+    h: usize,
+) -> Result<f64> {
+    let n = labels.len();
+    let mut logits = FeatureExtractor::load(
+        rt,
+        path,
+        ExtractorConfig {
+            output: Some("logits".into()),
+            ..ExtractorConfig::default()
+        },
+    )?;
+    let lg = logits.features(images, n, 3, h, h)?;
+    let k = lg.len() / n.max(1);
+    let correct = lg
+        .chunks_exact(k.max(1))
+        .zip(labels)
+        .filter(|(row, &l)| {
+            let arg = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
+                .0;
+            arg as i64 + 1 == l
+        })
+        .count();
+    Ok(correct as f64 / n.max(1) as f64)
+}
+
+/// A solver's deliverables: 16 single images and a grid of up to 64. Returns (solver, grid,
+/// folder of the single images).
+fn gallery(
+    a: &ReportArgs,
+    name: &str,
+    x: &[f32],
+    labels: &[i64],
+    [c, h, w]: [usize; 3],
+) -> Result<(String, PathBuf, PathBuf)> {
+    let img_dir = a.out.join("images");
+    let dir = img_dir.join(name.replace('+', "p"));
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    for (i, l) in labels.iter().enumerate().take(16) {
+        dpm::imageio::save_png(
+            &dir.join(format!("img_{i:03}_label{l}.png")),
+            x,
+            a.num_images,
+            i,
+            c,
+            h,
+            w,
+        )?;
+    }
+    let shown = a.num_images.min(64);
+    let grid = img_dir.join(format!("grid_{}.png", name.replace('+', "p")));
+    dpm::imageio::save_grid(&grid, &x[..shown * c * h * w], shown, c, h, w, 8)?;
+    Ok((name.to_string(), grid, dir))
+}
+
+/// The image NFE grid (dpm1, dpm2-ref, dpm++2m at 5, 10, 20 NFE) under the FID measure.
+fn image_grid(
+    a: &ReportArgs,
+    model: &mut OnnxModel,
+    quality: &mut Quality,
+    md: &mut String,
+) -> Result<()> {
+    let gcfg = GridConfig {
+        solvers: vec!["dpm1".into(), "dpm2-ref".into(), "dpm++2m".into()],
+        nfe: vec![5, 10, 20],
+        guidance: vec![a.guidance],
+        adaptive_rtol: Vec::new(),
+        baseline: None,
+        num: a.image_grid_num,
+        batch: 64,
+        seed: a.seed,
+        labels: None,
+        ..GridConfig::default()
+    };
+    println!("  image NFE grid ({} images per cell)", gcfg.num);
+    let grid = bench::run(model, &gcfg, quality, |c| {
+        println!("    {} NFE {}: FID {:.3}", c.solver, c.nfe, c.value)
+    })?;
+    let gdir = a.out.join("bench_images");
+    grid.write_csv(&gdir.join("bench.csv"))?;
+    let plots = grid.write_plots(&gdir, "fid")?;
+    let _ = writeln!(
+        md,
+        "### NFE against FID\n\n{} images per cell; grid time {:.0} s.\n\n{}",
+        gcfg.num,
+        grid.seconds,
+        grid.markdown()
+    );
+    for p in &plots {
+        let _ = write!(md, "![{}]({}) ", rel(&a.out, p), rel(&a.out, p));
+    }
+    let _ = writeln!(md);
     Ok(())
 }
 

@@ -95,7 +95,6 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     let info = model.info().clone();
     let model_dir = a.model.parent().unwrap_or(Path::new("."));
     let mut solver = dpm::tune::parse_spec(&a.solver, a.nfe, model_dir)?;
-    solver.prediction = info.prediction;
     if let Some(s) = &a.spacing {
         solver.spacing = Spacing::named(s)?;
     }

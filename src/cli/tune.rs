@@ -68,9 +68,7 @@ pub fn run(a: &TuneArgs) -> Result<()> {
     let rt = a.rt.runtime()?;
     let mut model = OnnxModel::load(&rt, &a.model)?;
     let info = model.info().clone();
-    let sched = model.schedule()?;
-    let mut solver = dpm::solver::SolverConfig::parse(&a.solver, a.nfe)?;
-    solver.prediction = info.prediction;
+    let solver = dpm::solver::SolverConfig::parse(&a.solver, a.nfe)?;
     let cond = Conditioning {
         labels: info
             .labels_name
@@ -97,9 +95,7 @@ pub fn run(a: &TuneArgs) -> Result<()> {
             ObjectiveArg::Distribution => Objective::Distribution,
         },
     };
-    let mut f =
-        |x: &[f32], t: f64, labels: Option<&[i64]>, out: &mut [f32]| model.eval(x, t, labels, out);
-    let mut t = dpm::tune::tune_steps(&mut f, &sched, info.dim(), &cfg, &cond, |phase| {
+    let mut t = dpm::tune::tune_model(&mut model, &cfg, &cond, |phase| {
         eprintln!("tune-steps: {phase}")
     })?;
     t.solver = dpm::tune::spec_key(&a.solver);

@@ -106,7 +106,9 @@ impl CError {
             CError::Busy(_) => DPM_ERR_BUSY,
             CError::Panic(_) => DPM_ERR_INTERNAL,
             CError::Lib(e) => match e {
-                Error::InvalidArgument(_) => DPM_ERR_INVALID_ARGUMENT,
+                Error::InvalidArgument(_) | Error::CheckpointMismatch(_) => {
+                    DPM_ERR_INVALID_ARGUMENT
+                }
                 Error::UnknownName { .. } => DPM_ERR_UNKNOWN_NAME,
                 Error::Shape(_) => DPM_ERR_SHAPE,
                 Error::State(_) => DPM_ERR_STATE,

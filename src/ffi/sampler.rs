@@ -900,6 +900,9 @@ fn generate(
     let p = params(sampler_params, "sampler_params")?;
     let g = params(gen, "gen")?;
     let (cfg, guidance) = to_config(&p, Some(info.prediction))?;
+    // DPM_PREDICTION_FROM_MODEL: the model's own type (the denoiser seam applies it); an
+    // explicit type overrides what the model's metadata says.
+    let prediction = (p.prediction != DPM_PREDICTION_FROM_MODEL).then_some(cfg.prediction);
     let n = positive(g.num_samples, "gen.num_samples")?;
     let bs = positive(g.batch_size, "gen.batch_size")?;
     let dim = info.dim();
@@ -968,7 +971,17 @@ fn generate(
         Some(_) => Some(&mut on_step),
         None => None,
     };
-    m.generate_with_previews(
+    let net: &mut crate::model::OnnxModel = &mut m;
+    let mut overridden;
+    let d: &mut dyn crate::denoiser::Denoiser = match prediction {
+        Some(pred) => {
+            overridden = crate::denoiser::WithPrediction::new(net, pred);
+            &mut overridden
+        }
+        None => net,
+    };
+    crate::generate::generate(
+        d,
         &req,
         outv,
         |p| {

@@ -781,7 +781,7 @@ impl Trainer {
     pub fn restore(&mut self, c: &Checkpoint) -> Result<()> {
         let h = &c.header;
         if h.network != self.manifest.network || h.weights_sha256 != self.manifest.weights_sha256 {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::CheckpointMismatch(format!(
                 "the checkpoint is of network {} ({}), not this build of {}",
                 h.network, h.weights_sha256, self.manifest.network
             )));
@@ -790,7 +790,7 @@ impl Trainer {
         a.steps = self.cfg.steps;
         a.checkpoint_every = self.cfg.checkpoint_every;
         if a != self.cfg {
-            return Err(Error::InvalidArgument("the checkpoint was made with a different configuration (only steps and checkpoint_every may change on resume)".into()));
+            return Err(Error::CheckpointMismatch("the checkpoint was made with a different configuration (only steps and checkpoint_every may change on resume)".into()));
         }
         self.set_state(&c.state)?;
         self.step = h.step;
