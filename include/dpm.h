@@ -610,6 +610,12 @@ DPM_API const char *dpm_model_last_error(const struct dpm_model *model);
 // the callback returns and frees the model as it returns).
 DPM_API void dpm_model_free(struct dpm_model *model);
 
+// Name of a `DPM_PREDICTION_*` value ("eps", "x0", "v"), or NULL when out of range.
+DPM_API const char *dpm_prediction_name(int32_t prediction);
+
+// `DPM_PREDICTION_*` value of a name, or -2 when unknown or NULL.
+DPM_API int32_t dpm_prediction_from_name(const char *name);
+
 // A named schedule: "linear" (the reference: betas 1e-4..0.02), "scaled_linear" or "cosine",
 // with `num_steps` training steps (1000 in the reference; 2 to 2^20).
 DPM_API
@@ -645,12 +651,6 @@ DPM_API size_t dpm_schedule_len(const struct dpm_schedule *schedule);
 // it valid until that call returns; a call that starts during or after this one is a use
 // after free.
 DPM_API void dpm_schedule_free(struct dpm_schedule *schedule);
-
-// Name of a `DPM_PREDICTION_*` value ("eps", "x0", "v"), or NULL when out of range.
-DPM_API const char *dpm_prediction_name(int32_t prediction);
-
-// `DPM_PREDICTION_*` value of a name, or -2 when unknown or NULL.
-DPM_API int32_t dpm_prediction_from_name(const char *name);
 
 // Fills `params` with the defaults: the `auto` preset at 20 NFE (the solver and spacing
 // libdpm measured best there; `dpm_sampler_params_preset(p, "auto", nfe)` for another NFE),

@@ -54,6 +54,15 @@ pub struct Guidance {
 }
 
 impl Guidance {
+    /// Guidance `scale` read in `convention`, with libdpm's null label 0.
+    pub fn new(scale: f64, convention: Convention) -> Self {
+        Self {
+            scale,
+            convention,
+            null_label: 0,
+        }
+    }
+
     /// The reference setting: w = 7.5, Ho convention, null label 0.
     pub fn reference() -> Self {
         Self {

@@ -27,6 +27,9 @@
 //! - [`ffi`]: the C ABI (`include/dpm.h`);
 //! - [`error`]: the error type.
 //!
+//! [`bench`], [`metrics`] and [`plot`] are the tools, built with the `tools` feature (on by
+//! default; the `dpm` binary needs it); the core builds without them.
+//!
 //! How they fit together, the invariants they keep and which may depend on which:
 //! docs/ARCHITECTURE.md (the dependency rules are checked by tests/architecture.rs).
 #![deny(missing_docs)]
@@ -35,6 +38,7 @@
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "tools")]
 pub mod bench;
 pub mod data;
 pub mod denoiser;
@@ -48,9 +52,11 @@ pub mod fsutil;
 pub mod generate;
 pub mod guidance;
 pub mod imageio;
+#[cfg(feature = "tools")]
 pub mod metrics;
 pub mod model;
 pub mod onnx_file;
+#[cfg(feature = "tools")]
 pub mod plot;
 pub mod rng;
 pub mod runtime;

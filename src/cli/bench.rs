@@ -27,8 +27,8 @@ pub struct FeatureArgs {
     #[arg(long)]
     pub feature_size: Option<usize>,
     /// Value range the extractor expects: minus1_1, 0_1 or imagenet.
-    #[arg(long, default_value = "minus1_1")]
-    pub feature_range: String,
+    #[arg(long, default_value = "minus1_1", value_parser = super::by_name(InputRange::named))]
+    pub feature_range: InputRange,
     /// Extractor input name (default: x, else its only input).
     #[arg(long)]
     pub feature_input: Option<String>,
@@ -55,7 +55,7 @@ impl FeatureArgs {
             &self.path(),
             ExtractorConfig {
                 size: self.feature_size,
-                range: InputRange::named(&self.feature_range)?,
+                range: self.feature_range,
                 input: self.feature_input.clone(),
                 output: self.feature_output.clone(),
                 batch: self.feature_batch,
@@ -86,8 +86,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     guidance: Vec<f64>,
     /// How --guidance is read: ho ((1 + w) cond - w null) or scale (null + s (cond - null)).
-    #[arg(long, default_value = "ho")]
-    convention: String,
+    #[arg(long, default_value = "ho", value_parser = super::by_name(Convention::named))]
+    convention: Convention,
     /// Baseline SOLVER:NFE run once per guidance value, or "none".
     #[arg(long, default_value = "ddpm:1000")]
     baseline: String,
@@ -189,7 +189,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         solvers: a.solvers.clone(),
         nfe: a.nfe.clone(),
         guidance: a.guidance.clone(),
-        convention: Convention::named(&a.convention)?,
+        convention: a.convention,
         adaptive_rtol: a.rtol.clone(),
         baseline: parse_baseline(&a.baseline)?,
         num,

@@ -101,6 +101,16 @@ enum Cmd {
     Report(report::ReportArgs),
 }
 
+/// A clap value parser from one of the library's name lookups (`Convention::named`,
+/// `Spacing::named`, ...): the library keeps the one list of names and aliases (the C ABI and
+/// the Rust API take the same names), and clap checks a value when it parses the command line,
+/// with the library's message, which lists the names it knows.
+fn by_name<T: 'static>(
+    lookup: fn(&str) -> Result<T>,
+) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static {
+    move |s| lookup(s).map_err(|e| e.to_string())
+}
+
 /// ONNX Runtime options shared by the subcommands.
 #[derive(Args, Clone)]
 pub struct RtArgs {

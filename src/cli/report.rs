@@ -329,11 +329,7 @@ fn part2(a: &ReportArgs, rt: &Runtime, md: &mut String) -> Result<()> {
     let fx_path = feature_extractor(a, rt, &data, h, classes, md)?;
     let mut quality = fid_quality(a, rt, &data, &fx_path, h, classes, md)?;
     let labels = bench::random_labels(a.num_images, classes, a.seed);
-    let guidance = Guidance {
-        scale: a.guidance,
-        convention: Convention::Ho,
-        null_label: 0,
-    };
+    let guidance = Guidance::new(a.guidance, Convention::Ho);
     let shapes = match &data {
         ImageData::Shapes(s) => Some(*s),
         ImageData::Afhq { .. } => None,
@@ -483,7 +479,7 @@ fn fid_quality(
         fx_path,
         ExtractorConfig {
             size: a.features.feature_size,
-            range: dpm::metrics::InputRange::named(&a.features.feature_range)?,
+            range: a.features.feature_range,
             input: a.features.feature_input.clone(),
             output: a.features.feature_output.clone(),
             batch: a.features.feature_batch,

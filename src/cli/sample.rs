@@ -31,8 +31,8 @@ pub struct SampleArgs {
     nfe: usize,
     /// Timestep spacing: reference, time_uniform, logsnr, time_quadratic, edm, kl_optimal
     /// (default: the preset's).
-    #[arg(long)]
-    spacing: Option<String>,
+    #[arg(long, value_parser = super::by_name(Spacing::named))]
+    spacing: Option<Spacing>,
     /// Number of samples.
     #[arg(long, default_value_t = 16)]
     num: usize,
@@ -50,8 +50,8 @@ pub struct SampleArgs {
     #[arg(long)]
     guidance: Option<f64>,
     /// How --guidance is read: ho ((1 + w) cond - w null) or scale (null + s (cond - null)).
-    #[arg(long, default_value = "ho")]
-    convention: String,
+    #[arg(long, default_value = "ho", value_parser = super::by_name(Convention::named))]
+    convention: Convention,
     /// 2D models: a data set to draw in the scatter plot and to measure the Chamfer distance to.
     #[arg(long)]
     reference: Option<String>,
@@ -96,7 +96,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     let model_dir = a.model.parent().unwrap_or(Path::new("."));
     let mut solver = dpm::tune::parse_spec(&a.solver, a.nfe, model_dir)?;
     if let Some(s) = &a.spacing {
-        solver.spacing = Spacing::named(s)?;
+        solver.spacing = s.clone();
     }
     solver.strength = a.strength;
     solver.validate()?;
@@ -127,14 +127,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         }),
         (None, _) => None,
     };
-    let guidance = match a.guidance {
-        Some(w) => Some(Guidance {
-            scale: w,
-            convention: Convention::named(&a.convention)?,
-            null_label: 0,
-        }),
-        None => None,
-    };
+    let guidance = a.guidance.map(|w| Guidance::new(w, a.convention));
     let init = match &a.init_image {
         None => None,
         Some(path) => Some(init_images(path, &info.sample_shape, a.num)?),

@@ -43,8 +43,8 @@ pub struct TuneArgs {
     #[arg(long)]
     guidance: Option<f64>,
     /// How --guidance is read: ho or scale.
-    #[arg(long, default_value = "ho")]
-    convention: String,
+    #[arg(long, default_value = "ho", value_parser = super::by_name(Convention::named))]
+    convention: Convention,
     /// What the refinement minimises: each sample's distance to the teacher's (trajectory)
     /// or the energy distance between the two sample sets (distribution).
     #[arg(long, value_enum, default_value_t = ObjectiveArg::Trajectory)]
@@ -74,14 +74,7 @@ pub fn run(a: &TuneArgs) -> Result<()> {
             .labels_name
             .as_ref()
             .map(|_| dpm::bench::random_labels(a.samples, info.num_classes.unwrap_or(1), a.seed)),
-        guidance: match a.guidance {
-            Some(w) => Some(Guidance {
-                scale: w,
-                convention: Convention::named(&a.convention)?,
-                null_label: 0,
-            }),
-            None => None,
-        },
+        guidance: a.guidance.map(|w| Guidance::new(w, a.convention)),
     };
     let cfg = TuneConfig {
         solver,

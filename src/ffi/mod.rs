@@ -18,12 +18,26 @@
 // caller's side of the contract, so they stay safe `extern "C" fn`s rather than `unsafe` ones.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+// One file per handle type over one handle helper (`handles`). cbindgen writes dpm.h in the
+// order of these declarations, which follows a host's path through the API (blank lines keep
+// rustfmt from sorting them).
 pub mod args;
 pub mod handles;
+
+pub mod runtime;
+
+pub mod model;
+
+pub mod schedule;
+
+pub mod params;
+
 pub mod sampler;
-// After `sampler`: cbindgen follows the declarations in order, and the header lists the image
-// functions after generation.
+
+pub mod generate;
+
 pub mod images;
+
 pub mod train;
 
 use std::cell::RefCell;

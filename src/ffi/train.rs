@@ -4,7 +4,8 @@ use std::ffi::{c_char, c_void};
 use std::path::Path;
 
 use super::args::{self, finite, opt_cstr, path_arg, slice_mut};
-use super::handles::{acquire, dpm_runtime};
+use super::handles::acquire;
+use super::runtime::dpm_runtime;
 use super::{guard0, CResult};
 use crate::error::Error;
 use crate::ffi::dpm_status;
