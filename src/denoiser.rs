@@ -16,6 +16,8 @@
 //! each query straight into the denoiser's input buffer ([`Denoiser::buffers`]), the denoiser
 //! runs ([`Denoiser::evaluate`]), and the solver reads the output buffer in place.
 
+use ndarray::{ArrayD, ArrayView1, ArrayViewD};
+
 use crate::error::{Error, Result};
 use crate::guidance::Guidance;
 use crate::sampler::{SampleIds, Sampler, StepView};
@@ -206,6 +208,39 @@ pub fn eval(
     d.evaluate(t)?;
     out.copy_from_slice(d.buffers()?.1);
     Ok(())
+}
+
+/// [`eval`] on arrays: `x` is a batch of samples shaped `[rows, sample_shape...]` in any
+/// memory layout (a strided view is copied into row-major order first), `labels` one per row;
+/// the output comes back in the same shape.
+pub fn eval_array(
+    d: &mut dyn Denoiser,
+    x: ArrayViewD<'_, f32>,
+    t: f64,
+    labels: Option<ArrayView1<'_, i64>>,
+) -> Result<ArrayD<f32>> {
+    let shape = x.shape();
+    if shape.len() != d.sample_shape().len() + 1 || shape[1..] != *d.sample_shape() {
+        return Err(Error::Shape(format!(
+            "x has shape {shape:?}; the network takes [rows, {}]",
+            d.sample_shape()
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let labels = labels.map(|l| l.iter().copied().collect::<Vec<i64>>());
+    let x = x.as_standard_layout();
+    let flat = x
+        .as_slice()
+        .ok_or_else(|| Error::Shape("x could not be laid out row-major".into()))?;
+    let mut out = ArrayD::<f32>::zeros(x.raw_dim());
+    let dst = out
+        .as_slice_mut()
+        .ok_or_else(|| Error::Shape("output is not row-major".into()))?;
+    eval(d, flat, t, labels.as_deref(), dst)?;
+    Ok(out)
 }
 
 /// The model function of a host: `f(x, t, labels, out)` writes the raw output for the rows

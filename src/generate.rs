@@ -2,6 +2,8 @@
 //! index so the result does not depend on the batch size. Used by the CLI, the C ABI's
 //! `dpm_generate` and the demo.
 
+use ndarray::{ArrayD, IxDyn};
+
 use crate::denoiser::{self, Denoiser};
 use crate::error::{Error, Result};
 use crate::guidance::Guidance;
@@ -157,6 +159,16 @@ impl OnnxModel {
         generate(self, req, out, progress, None)
     }
 
+    /// [`OnnxModel::generate`] into a new array shaped `[num, sample_shape...]`, e.g. `[num,
+    /// C, H, W]` for an image model.
+    pub fn generate_array(
+        &mut self,
+        req: &Request,
+        progress: impl FnMut(&Progress) -> bool,
+    ) -> Result<ArrayD<f32>> {
+        generate_array(self, req, progress, None)
+    }
+
     /// [`OnnxModel::generate`] with a step callback: `preview` sees every evaluation (which
     /// batch and samples, the time, the state the network saw and the data prediction from
     /// it, see [`StepView`]) and may stop the run by returning false.
@@ -294,6 +306,21 @@ pub fn generate(
         batch_index += 1;
     }
     Ok(())
+}
+
+/// [`generate`] into a new array shaped `[num, sample_shape...]` (sized and checked by
+/// [`output_buffer`]); a cancelled run is an error, its partial samples are not returned.
+pub fn generate_array(
+    d: &mut dyn Denoiser,
+    req: &Request,
+    progress: impl FnMut(&Progress) -> bool,
+    preview: Option<&mut dyn FnMut(&Preview) -> bool>,
+) -> Result<ArrayD<f32>> {
+    let mut shape = vec![req.num];
+    shape.extend_from_slice(d.sample_shape());
+    let mut out = output_buffer(req.num, d.dim())?;
+    generate(d, req, &mut out, progress, preview)?;
+    ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| Error::Shape(e.to_string()))
 }
 
 /// The caller's rows `first..first + rows` of `v` (`width` values each), topped up to

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ndarray::{Array1, ArrayD, IxDyn};
 use ort::session::IoBinding;
 use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
@@ -429,25 +430,26 @@ takes",
     fn probe_output_shape(&mut self) -> std::result::Result<(), String> {
         let i = &self.info;
         let rows = i.fixed_rows.unwrap_or(1);
-        let mut shape = vec![rows as i64];
-        shape.extend(i.sample_shape.iter().map(|&d| d as i64));
+        let mut shape = vec![rows];
+        shape.extend_from_slice(&i.sample_shape);
         let n = rows.saturating_mul(i.dim());
         let tlen = if i.t_broadcast { 1 } else { rows };
-        let x = Tensor::from_array((shape.clone(), vec![0f32; n])).map_err(|e| e.to_string())?;
+        let x = ArrayD::from_shape_vec(IxDyn(&shape), vec![0f32; n]).map_err(|e| e.to_string())?;
+        let x = Tensor::from_array(x).map_err(|e| e.to_string())?;
         let mut inputs: Vec<(String, ort::session::SessionInputValue)> =
             vec![(i.x_name.clone(), x.into())];
         let t: ort::session::SessionInputValue = match i.t_type {
-            TimeType::F32 => Tensor::from_array(([tlen], vec![0f32; tlen]))
+            TimeType::F32 => Tensor::from_array(Array1::<f32>::zeros(tlen))
                 .map_err(|e| e.to_string())?
                 .into(),
-            TimeType::I64 => Tensor::from_array(([tlen], vec![0i64; tlen]))
+            TimeType::I64 => Tensor::from_array(Array1::<i64>::zeros(tlen))
                 .map_err(|e| e.to_string())?
                 .into(),
         };
         inputs.push((i.t_name.clone(), t));
         if let Some(l) = &i.labels_name {
             let labels =
-                Tensor::from_array(([rows], vec![0i64; rows])).map_err(|e| e.to_string())?;
+                Tensor::from_array(Array1::<i64>::zeros(rows)).map_err(|e| e.to_string())?;
             inputs.push((l.clone(), labels.into()));
         }
         let out_name = i.out_name.clone();
@@ -458,8 +460,8 @@ takes",
 failed: {e}"
             )
         })?;
-        let got: Vec<i64> = match outputs[out_name.as_str()].try_extract_tensor::<f32>() {
-            Ok((s, _)) => s.to_vec(),
+        let got: Vec<usize> = match outputs[out_name.as_str()].try_extract_array::<f32>() {
+            Ok(y) => y.shape().to_vec(),
             Err(e) => return Err(format!("output '{out_name}': {e}")),
         };
         if got != shape {
@@ -672,6 +674,17 @@ libdpm needs an output shaped like the input"
         out: &mut [f32],
     ) -> Result<()> {
         crate::denoiser::eval(self, x, t, labels, out)
+    }
+
+    /// [`OnnxModel::eval`] on arrays: `x` shaped `[rows, sample_shape...]` (any layout),
+    /// labels one per row; returns the network's output in the same shape.
+    pub fn eval_array(
+        &mut self,
+        x: ndarray::ArrayViewD<'_, f32>,
+        t: f64,
+        labels: Option<ndarray::ArrayView1<'_, i64>>,
+    ) -> Result<ndarray::ArrayD<f32>> {
+        crate::denoiser::eval_array(self, x, t, labels)
     }
 
     /// Runs a sampler to the end with this model. `progress(nfe)` is called after every

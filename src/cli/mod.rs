@@ -118,8 +118,8 @@ pub struct RtArgs {
     #[arg(long)]
     ort_lib: Option<PathBuf>,
     /// Execution provider: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    provider: String,
+    #[arg(long, default_value = "cpu", value_parser = by_name(Provider::named))]
+    provider: Provider,
     /// Use the CPU when the asked-for provider is unavailable.
     #[arg(long)]
     cpu_fallback: bool,
@@ -135,7 +135,7 @@ impl RtArgs {
     fn runtime(&self) -> Result<Runtime> {
         Runtime::new(&RuntimeOptions {
             library: self.ort_lib.clone(),
-            provider: Provider::named(&self.provider)?,
+            provider: self.provider,
             cpu_fallback: self.cpu_fallback,
             intra_threads: self.threads,
             spinning: self.spin,

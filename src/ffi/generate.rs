@@ -4,10 +4,10 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::args::{out, params, positive, slice, slice_mut};
-use super::handles::{acquire, lock_open, store, thread_token};
+use super::handles::{acquire, lock_open, on_handle, thread_token};
 use super::model::{dpm_model, DPM_PREDICTION_FROM_MODEL};
 use super::params::{dpm_sampler_params, to_config};
-use super::{guard, guard0, CError, CResult};
+use super::{guard0, CResult};
 use crate::error::Error;
 use crate::ffi::dpm_status;
 
@@ -167,13 +167,9 @@ pub extern "C" fn dpm_generate(
     out_buf: *mut f32,
     out_len: usize,
 ) -> dpm_status {
-    let Ok(h) = acquire(model as *const dpm_model, "model") else {
-        return guard0(|| Err(CError::Null("model")));
-    };
-    guard(
-        |m| store(&h.last_error, m),
-        || generate(&h, sampler_params, gen, out_buf, out_len),
-    )
+    on_handle(model as *const dpm_model, |h| {
+        generate(h, sampler_params, gen, out_buf, out_len)
+    })
 }
 
 fn generate(

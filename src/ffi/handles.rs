@@ -3,13 +3,13 @@
 //! cancel state of a model's runs. The handle types live one per file: `runtime`, `model`,
 //! `schedule`, `sampler`, `train`.
 
-use std::ffi::CString;
+use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 
 use super::args::out;
-use super::{c_message, CError, CResult};
+use super::{c_message, dpm_status, guard, guard0, CError, CResult};
 
 // The C items of the runtime, model and schedule handles lived here before they got their
 // own files; their Rust paths (`dpm::ffi::handles::dpm_model`, ...) stay valid.
@@ -139,6 +139,40 @@ pub(crate) fn acquire<T>(p: *const T, what: &'static str) -> CResult<Arc<T>> {
     unsafe {
         Arc::increment_strong_count(p);
         Ok(Arc::from_raw(p))
+    }
+}
+
+/// A handle type whose calls record their failures on the handle as well as on the thread
+/// (`dpm_model_last_error`, `dpm_sampler_last_error`).
+pub(crate) trait Handle {
+    /// What messages call it ("model", "sampler").
+    const WHAT: &'static str;
+    /// The slot of the last failed call's message.
+    fn last_error(&self) -> &Mutex<CString>;
+}
+
+/// The one way into a call on a handle: NULL is `DPM_ERR_NULL_ARGUMENT`; otherwise `f` runs
+/// inside the panic boundary with the call's own reference to the handle (so a concurrent
+/// free cannot pull it away), and a failure is recorded on the handle too.
+pub(crate) fn on_handle<T: Handle>(
+    p: *const T,
+    f: impl FnOnce(&Arc<T>) -> CResult<()>,
+) -> dpm_status {
+    let Ok(h) = acquire(p, T::WHAT) else {
+        return guard0(|| Err(CError::Null(T::WHAT)));
+    };
+    guard(|m| store(h.last_error(), m), || f(&h))
+}
+
+/// The message of the last failed call on a handle ("" if none), valid until the next call
+/// on it; NULL for a NULL handle.
+pub(crate) fn last_error_of<T: Handle>(p: *const T) -> *const c_char {
+    match acquire(p, T::WHAT) {
+        Ok(h) => match h.last_error().lock() {
+            Ok(s) => s.as_ptr(),
+            Err(_) => c"(unavailable)".as_ptr(),
+        },
+        Err(_) => std::ptr::null(),
     }
 }
 

@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::args::{cstr, out, path_arg};
-use super::handles::{acquire, lock_open, release, share, store, thread_token, RunCancel};
+use super::guard0;
+use super::handles::{
+    acquire, last_error_of, lock_open, on_handle, release, share, thread_token, Handle, RunCancel,
+};
 use super::runtime::dpm_runtime;
 use super::schedule::dpm_schedule;
-use super::{guard, guard0, CError};
 use crate::ffi::dpm_status;
 use crate::model::{OnnxModel, TimeType};
 use crate::solver::Prediction;
@@ -112,6 +114,13 @@ pub extern "C" fn dpm_model_load(
     })
 }
 
+impl Handle for dpm_model {
+    const WHAT: &'static str = "model";
+    fn last_error(&self) -> &Mutex<CString> {
+        &self.last_error
+    }
+}
+
 /// Describes a model. `info->struct_size` must be set (`sizeof(dpm_model_info)`; a larger
 /// struct of a newer header is filled up to the fields this libdpm knows, a smaller one is
 /// refused).
@@ -120,64 +129,58 @@ pub extern "C" fn dpm_model_get_info(
     model: *const dpm_model,
     info: *mut dpm_model_info,
 ) -> dpm_status {
-    let Ok(h) = acquire(model, "model") else {
-        return guard0(|| Err(CError::Null("model")));
-    };
-    guard(
-        |m| store(&h.last_error, m),
-        || {
-            let dst = out(info, "info")?;
-            let size = dst.struct_size;
-            // No earlier layout can be written: libdpm 0.2 widened every count to size_t.
-            if size < std::mem::size_of::<dpm_model_info>() {
-                return Err(crate::Error::InvalidArgument(format!(
-                    "info->struct_size = {size} (this libdpm's is {}): set it to \
+    on_handle(model, |h| {
+        let dst = out(info, "info")?;
+        let size = dst.struct_size;
+        // No earlier layout can be written: libdpm 0.2 widened every count to size_t.
+        if size < std::mem::size_of::<dpm_model_info>() {
+            return Err(crate::Error::InvalidArgument(format!(
+                "info->struct_size = {size} (this libdpm's is {}): set it to \
                      sizeof(dpm_model_info)",
-                    std::mem::size_of::<dpm_model_info>()
-                ))
-                .into());
-            }
-            let m = lock_open(&h.model, &h.closed, "model")?;
-            let i = m.info();
-            if i.sample_shape.len() > 4 {
-                return Err(crate::Error::Shape(format!(
-                    "the sample shape {:?} has more than 4 dimensions",
-                    i.sample_shape
-                ))
-                .into());
-            }
-            let mut v = dpm_model_info {
-                ndim: i.sample_shape.len(),
-                dim: i.dim(),
-                ..Default::default()
-            };
-            for (d, &s) in v.shape.iter_mut().zip(&i.sample_shape) {
-                *d = s;
-            }
-            v.conditional = i32::from(i.labels_name.is_some());
-            v.num_classes = i.num_classes.unwrap_or(0);
-            v.prediction = PREDICTIONS
-                .iter()
-                .find(|p| p.1 == i.prediction)
-                .map_or(0, |p| p.0);
-            v.t_broadcast = i32::from(i.t_broadcast);
-            v.integer_time = i32::from(i.t_type == TimeType::I64);
-            // Our fields only: a newer header's larger struct keeps its later fields as they
-            // are (and its struct_size says how many bytes were written).
-            let n = std::mem::size_of::<dpm_model_info>();
-            v.struct_size = n;
-            // SAFETY: `dst` points to a caller struct of at least `size >= n` bytes (its
-            // struct_size, checked); we copy n bytes of a plain-data struct.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    &v as *const dpm_model_info as *const u8,
-                    dst as *mut dpm_model_info as *mut u8,
-                    n,
-                )
-            };
-            Ok(())
-        },
-    )
+                std::mem::size_of::<dpm_model_info>()
+            ))
+            .into());
+        }
+        let m = lock_open(&h.model, &h.closed, "model")?;
+        let i = m.info();
+        if i.sample_shape.len() > 4 {
+            return Err(crate::Error::Shape(format!(
+                "the sample shape {:?} has more than 4 dimensions",
+                i.sample_shape
+            ))
+            .into());
+        }
+        let mut v = dpm_model_info {
+            ndim: i.sample_shape.len(),
+            dim: i.dim(),
+            ..Default::default()
+        };
+        for (d, &s) in v.shape.iter_mut().zip(&i.sample_shape) {
+            *d = s;
+        }
+        v.conditional = i32::from(i.labels_name.is_some());
+        v.num_classes = i.num_classes.unwrap_or(0);
+        v.prediction = PREDICTIONS
+            .iter()
+            .find(|p| p.1 == i.prediction)
+            .map_or(0, |p| p.0);
+        v.t_broadcast = i32::from(i.t_broadcast);
+        v.integer_time = i32::from(i.t_type == TimeType::I64);
+        // Our fields only: a newer header's larger struct keeps its later fields as they
+        // are (and its struct_size says how many bytes were written).
+        let n = std::mem::size_of::<dpm_model_info>();
+        v.struct_size = n;
+        // SAFETY: `dst` points to a caller struct of at least `size >= n` bytes (its
+        // struct_size, checked); we copy n bytes of a plain-data struct.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                &v as *const dpm_model_info as *const u8,
+                dst as *mut dpm_model_info as *mut u8,
+                n,
+            )
+        };
+        Ok(())
+    })
 }
 
 /// Sets the noise schedule the model was trained with, for a model whose metadata does not
@@ -189,17 +192,11 @@ pub extern "C" fn dpm_model_set_schedule(
     model: *mut dpm_model,
     schedule: *const dpm_schedule,
 ) -> dpm_status {
-    let Ok(h) = acquire(model.cast_const(), "model") else {
-        return guard0(|| Err(CError::Null("model")));
-    };
-    guard(
-        |m| store(&h.last_error, m),
-        || {
-            let s = acquire(schedule, "schedule")?;
-            lock_open(&h.model, &h.closed, "model")?.set_schedule(s.sched.clone());
-            Ok(())
-        },
-    )
+    on_handle(model.cast_const(), |h| {
+        let s = acquire(schedule, "schedule")?;
+        lock_open(&h.model, &h.closed, "model")?.set_schedule(s.sched.clone());
+        Ok(())
+    })
 }
 
 /// The noise schedule sampling with the model uses: the one set with
@@ -210,29 +207,17 @@ pub extern "C" fn dpm_model_get_schedule(
     model: *const dpm_model,
     schedule: *mut *mut dpm_schedule,
 ) -> dpm_status {
-    let Ok(h) = acquire(model, "model") else {
-        return guard0(|| Err(CError::Null("model")));
-    };
-    guard(
-        |m| store(&h.last_error, m),
-        || {
-            let s = lock_open(&h.model, &h.closed, "model")?.schedule()?;
-            share(dpm_schedule { sched: s }, schedule, "schedule")
-        },
-    )
+    on_handle(model, |h| {
+        let s = lock_open(&h.model, &h.closed, "model")?.schedule()?;
+        share(dpm_schedule { sched: s }, schedule, "schedule")
+    })
 }
 
 /// The message of the last failed call on this model ("" if none). Valid until the next call
 /// on the model; NULL for a NULL handle.
 #[no_mangle]
 pub extern "C" fn dpm_model_last_error(model: *const dpm_model) -> *const c_char {
-    match acquire(model, "model") {
-        Ok(h) => match h.last_error.lock() {
-            Ok(s) => s.as_ptr(),
-            Err(_) => c"(unavailable)".as_ptr(),
-        },
-        Err(_) => std::ptr::null(),
-    }
+    last_error_of(model)
 }
 
 /// Frees a model. NULL is a no-op.

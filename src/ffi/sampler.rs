@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::args::{out, positive, slice, slice_mut};
-use super::handles::{acquire, lock_open, release, share, store};
+use super::handles::{acquire, last_error_of, lock_open, on_handle, release, share, Handle};
 use super::params::to_config;
 use super::schedule::dpm_schedule;
-use super::{guard, guard0, CError, CResult};
+use super::{guard0, CResult};
 use crate::error::Error;
 use crate::ffi::dpm_status;
 use crate::sampler::{SampleIds, Sampler};
@@ -26,6 +26,13 @@ pub struct dpm_sampler {
     /// Set by `dpm_sampler_free`: calls still on their way in are refused.
     closed: AtomicBool,
     last_error: Mutex<CString>,
+}
+
+impl Handle for dpm_sampler {
+    const WHAT: &'static str = "sampler";
+    fn last_error(&self) -> &Mutex<CString> {
+        &self.last_error
+    }
 }
 
 /// The sampler and where the host stands in its loop.
@@ -117,13 +124,9 @@ fn with_sampler(
     sampler: *const dpm_sampler,
     f: impl FnOnce(&mut HostLoop) -> CResult<()>,
 ) -> dpm_status {
-    let Ok(h) = acquire(sampler, "sampler") else {
-        return guard0(|| Err(CError::Null("sampler")));
-    };
-    guard(
-        |m| store(&h.last_error, m),
-        || f(&mut *lock_open(&h.state, &h.closed, "sampler")?),
-    )
+    on_handle(sampler, |h| {
+        f(&mut *lock_open(&h.state, &h.closed, "sampler")?)
+    })
 }
 
 /// Where the model is needed next: fills `*query` (pointers into the sampler, valid until the
@@ -289,13 +292,7 @@ fn before_first_query(hl: &HostLoop) -> CResult<()> {
 /// The message of the last failed call on this sampler ("" if none); NULL for NULL.
 #[no_mangle]
 pub extern "C" fn dpm_sampler_last_error(sampler: *const dpm_sampler) -> *const c_char {
-    match acquire(sampler, "sampler") {
-        Ok(h) => match h.last_error.lock() {
-            Ok(s) => s.as_ptr(),
-            Err(_) => c"(unavailable)".as_ptr(),
-        },
-        Err(_) => std::ptr::null(),
-    }
+    last_error_of(sampler)
 }
 
 /// Frees a sampler. NULL is a no-op. Safe against a call already running on the sampler on
@@ -318,7 +315,7 @@ pub extern "C" fn dpm_sampler_free(sampler: *mut dpm_sampler) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ffi::DPM_OK;
+    use crate::ffi::{CError, DPM_OK};
     use std::sync::atomic::AtomicBool;
     use std::sync::{mpsc, Arc};
 

@@ -1,10 +1,8 @@
-//! A whole training run on disk: checkpoints, resume, the loss log (CSV) and curve (PNG),
-//! a progress bar, and the exported model.
+//! A whole training run on disk: checkpoints, resume, the loss log (CSV), progress on
+//! stderr, and the exported model.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Checkpoint, DataSource, Manifest, TrainConfig, Trainer};
 use crate::error::{Error, Result};
@@ -95,23 +93,7 @@ pub fn train_to_dir_with(
         tr.restore(&Checkpoint::load(&ckpt)?)?;
     }
     let start_step = tr.step();
-    let bar = if progress {
-        ProgressBar::new(cfg.steps)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} loss {msg} {per_sec} ETA {eta}",
-        )
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("train {}", cfg.network));
-    bar.set_position(start_step);
-    // Without a terminal the bar is hidden: report plain lines instead (logs, CI).
-    let plain = progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let report_every = (cfg.steps / 20).max(1);
+    let mut report = Report::new(progress, &cfg, start_step)?;
     let t0 = Instant::now();
     let mut smooth = f32::NAN;
     while tr.step() < cfg.steps {
@@ -121,32 +103,18 @@ pub fn train_to_dir_with(
         } else {
             0.98 * smooth + 0.02 * loss
         };
-        bar.set_position(tr.step());
-        if tr.step() % 10 == 0 {
-            bar.set_message(format!("{smooth:.4}"));
-        }
-        if plain && (tr.step() % report_every == 0 || tr.step() == cfg.steps) {
-            let done = (tr.step() - start_step) as f64;
-            let rate = done / t0.elapsed().as_secs_f64().max(1e-9);
-            let eta = (cfg.steps - tr.step()) as f64 / rate.max(1e-9);
-            eprintln!(
-                "train {}: step {}/{} loss {smooth:.4} ({rate:.1} it/s, ETA {eta:.0} s)",
-                cfg.network,
-                tr.step(),
-                cfg.steps
-            );
-        }
+        report.step(tr.step(), smooth, t0);
         let every = cfg.checkpoint_every;
         if every > 0 && tr.step() % every == 0 && tr.step() < cfg.steps {
             tr.checkpoint().save(&ckpt)?;
         }
         if stop(tr.step(), loss) {
             tr.checkpoint().save(&ckpt)?;
-            bar.abandon();
+            report.abandon();
             return Err(Error::Cancelled);
         }
     }
-    bar.finish();
+    report.finish();
     let seconds = t0.elapsed().as_secs_f64();
     tr.checkpoint().save(&ckpt)?;
     // The loss curve as a plot is the CLI's (`dpm train` writes loss.png): the plotting code
@@ -171,4 +139,84 @@ pub fn train_to_dir_with(
         seconds,
         steps_run: tr.step() - start_step,
     })
+}
+
+/// How a run shows its progress on stderr: nothing, plain lines (no terminal: logs, CI), or,
+/// in the `dpm` tool's build (the `tools` feature), a progress bar on a terminal. libdpm.so
+/// itself has no progress-bar dependency.
+struct Report {
+    network: String,
+    steps: u64,
+    start_step: u64,
+    /// Plain lines every this many steps (0 = none).
+    every: u64,
+    #[cfg(feature = "tools")]
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Report {
+    fn new(progress: bool, cfg: &TrainConfig, start_step: u64) -> Result<Self> {
+        #[cfg(feature = "tools")]
+        let bar = if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let bar = indicatif::ProgressBar::new(cfg.steps);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} loss {msg} {per_sec} ETA {eta}",
+                )
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("train {}", cfg.network));
+            bar.set_position(start_step);
+            Some(bar)
+        } else {
+            None
+        };
+        #[cfg(feature = "tools")]
+        let lines = progress && bar.is_none();
+        #[cfg(not(feature = "tools"))]
+        let lines = progress;
+        Ok(Self {
+            network: cfg.network.clone(),
+            steps: cfg.steps,
+            start_step,
+            every: if lines { (cfg.steps / 20).max(1) } else { 0 },
+            #[cfg(feature = "tools")]
+            bar,
+        })
+    }
+
+    /// After step `step` (loss smoothed to `smooth`); `t0`: when this process started.
+    fn step(&mut self, step: u64, smooth: f32, t0: Instant) {
+        #[cfg(feature = "tools")]
+        if let Some(bar) = &self.bar {
+            bar.set_position(step);
+            if step.is_multiple_of(10) {
+                bar.set_message(format!("{smooth:.4}"));
+            }
+        }
+        if self.every > 0 && (step.is_multiple_of(self.every) || step == self.steps) {
+            let done = (step - self.start_step) as f64;
+            let rate = done / t0.elapsed().as_secs_f64().max(1e-9);
+            let eta = (self.steps - step) as f64 / rate.max(1e-9);
+            eprintln!(
+                "train {}: step {step}/{} loss {smooth:.4} ({rate:.1} it/s, ETA {eta:.0} s)",
+                self.network, self.steps
+            );
+        }
+    }
+
+    fn finish(&self) {
+        #[cfg(feature = "tools")]
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+
+    fn abandon(&self) {
+        #[cfg(feature = "tools")]
+        if let Some(bar) = &self.bar {
+            bar.abandon();
+        }
+    }
 }
