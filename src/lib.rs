@@ -56,6 +56,7 @@ pub mod imageio;
 pub mod metrics;
 pub mod model;
 pub mod onnx_file;
+pub mod parallel;
 #[cfg(feature = "tools")]
 pub mod plot;
 pub mod rng;

@@ -461,24 +461,12 @@ fn load_many(paths: &[&Path], resolution: usize, channels: usize) -> Result<Vec<
     if paths.is_empty() {
         return Ok(out);
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(paths.len());
-    let per = paths.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = out
-            .chunks_mut(per * dim)
-            .zip(paths.chunks(per))
-            .map(|(dst, ps)| {
-                s.spawn(move || -> Result<()> {
-                    for (d, p) in dst.chunks_mut(dim).zip(ps) {
-                        d.copy_from_slice(&load_image_channels(p, resolution, channels)?);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        join_workers(handles, "image decoding")
+    let per = crate::parallel::part_size(paths.len(), crate::parallel::machine_threads());
+    crate::parallel::try_for_each_rows(&mut out, dim, per, "image decoding", |first, dst| {
+        for (d, p) in dst.chunks_mut(dim).zip(&paths[first..]) {
+            d.copy_from_slice(&load_image_channels(p, resolution, channels)?);
+        }
+        Ok(())
     })?;
     Ok(out)
 }
@@ -530,36 +518,23 @@ pub fn build_eval_folder(
         )));
     }
     let r = resolution as u32;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(plan.len());
-    let per = plan.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = plan
-            .chunks(per)
-            .map(|part| {
-                s.spawn(move || -> Result<()> {
-                    for (src, name) in part {
-                        let img = decode_rgb(src, resolution)?;
-                        let mut bytes = Vec::new();
-                        let enc = image::codecs::png::PngEncoder::new(&mut bytes);
-                        image::ImageEncoder::write_image(
-                            enc,
-                            img.as_raw(),
-                            r,
-                            r,
-                            image::ExtendedColorType::Rgb8,
-                        )
-                        .map_err(|e| {
-                            Error::InvalidArgument(format!("PNG encoding of {name} failed: {e}"))
-                        })?;
-                        write_atomic(&out_dir.join(name), &bytes)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        join_workers(handles, "image writing")
+    let per = crate::parallel::part_size(plan.len(), crate::parallel::machine_threads());
+    crate::parallel::try_map_ranges(plan.len(), per, "image writing", |range| {
+        for (src, name) in &plan[range] {
+            let img = decode_rgb(src, resolution)?;
+            let mut bytes = Vec::new();
+            let enc = image::codecs::png::PngEncoder::new(&mut bytes);
+            image::ImageEncoder::write_image(
+                enc,
+                img.as_raw(),
+                r,
+                r,
+                image::ExtendedColorType::Rgb8,
+            )
+            .map_err(|e| Error::InvalidArgument(format!("PNG encoding of {name} failed: {e}")))?;
+            write_atomic(&out_dir.join(name), &bytes)?;
+        }
+        Ok(())
     })?;
     Ok(plan.len())
 }
@@ -579,16 +554,4 @@ pub fn load_flat_folder(dir: impl AsRef<Path>, resolution: usize) -> Result<Vec<
     }
     let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     load_many(&paths, resolution, 3)
-}
-
-/// Joins worker threads, returning the first error (a panicked worker becomes an error).
-fn join_workers(
-    handles: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>,
-    what: &str,
-) -> Result<()> {
-    for h in handles {
-        h.join()
-            .unwrap_or_else(|_| Err(Error::InvalidArgument(format!("{what} thread panicked"))))?;
-    }
-    Ok(())
 }

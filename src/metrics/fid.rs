@@ -133,8 +133,8 @@ impl GaussianStats {
         // Upper triangle, rows of the covariance split over threads; then mirrored.
         let mut cov = vec![0f64; dim * dim];
         let work = dim * dim * n;
-        let rows_per = chunk_rows(dim, work);
-        par_rows(&mut cov, dim, rows_per, |i0, block| {
+        let rows_per = rows_per_thread(dim, work);
+        crate::parallel::for_each_rows(&mut cov, dim, rows_per, |i0, block| {
             for x in centred.chunks_exact(dim) {
                 for (r, out) in block.chunks_exact_mut(dim).enumerate() {
                     let i = i0 + r;
@@ -546,40 +546,19 @@ fn symmetrize(a: &mut [f64], n: usize) {
 }
 
 /// Rows of output per thread for `work` multiply-adds over `n` rows (one block when small).
-fn chunk_rows(n: usize, work: usize) -> usize {
+fn rows_per_thread(n: usize, work: usize) -> usize {
     let threads = if work < (1 << 24) {
         1
     } else {
-        std::thread::available_parallelism()
-            .map_or(1, |t| t.get())
-            .min(16)
+        crate::parallel::machine_threads().min(16)
     };
-    n.div_ceil(threads).max(1)
-}
-
-/// Runs `f(first_row, block)` over blocks of `rows_per` rows of the `? x n` matrix `out`, one
-/// block per thread (on this thread when there is one block).
-fn par_rows<F>(out: &mut [f64], n: usize, rows_per: usize, f: F)
-where
-    F: Fn(usize, &mut [f64]) + Sync,
-{
-    let blocks = out.len().div_ceil(rows_per * n);
-    if blocks <= 1 {
-        f(0, out);
-        return;
-    }
-    let f = &f;
-    std::thread::scope(|s| {
-        for (b, block) in out.chunks_mut(rows_per * n).enumerate() {
-            s.spawn(move || f(b * rows_per, block));
-        }
-    });
+    crate::parallel::part_size(n, threads)
 }
 
 /// `A B` for `n x n` row-major matrices.
 fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
     let mut c = vec![0f64; n * n];
-    par_rows(&mut c, n, chunk_rows(n, n * n * n), |i0, block| {
+    crate::parallel::for_each_rows(&mut c, n, rows_per_thread(n, n * n * n), |i0, block| {
         for (r, crow) in block.chunks_exact_mut(n).enumerate() {
             let i = i0 + r;
             for k in 0..n {
@@ -598,7 +577,7 @@ fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
 /// `A B^T` for `n x n` row-major matrices.
 fn matmul_bt(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
     let mut c = vec![0f64; n * n];
-    par_rows(&mut c, n, chunk_rows(n, n * n * n), |i0, block| {
+    crate::parallel::for_each_rows(&mut c, n, rows_per_thread(n, n * n * n), |i0, block| {
         for (r, crow) in block.chunks_exact_mut(n).enumerate() {
             let arow = &a[(i0 + r) * n..(i0 + r + 1) * n];
             for (j, cj) in crow.iter_mut().enumerate() {
