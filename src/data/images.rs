@@ -33,7 +33,6 @@ use image::imageops::FilterType;
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::imageio::write_atomic;
 
 /// Default cap on the images taken per class (docs/workflow.md, section 9: the first 3000 sorted file names).
 pub const DEFAULT_MAX_PER_CLASS: usize = 3000;
@@ -517,22 +516,18 @@ pub fn build_eval_folder(
             strangers.len()
         )));
     }
-    let r = resolution as u32;
     let per = crate::parallel::part_size(plan.len(), crate::parallel::machine_threads());
     crate::parallel::try_map_ranges(plan.len(), per, "image writing", |range| {
         for (src, name) in &plan[range] {
             let img = decode_rgb(src, resolution)?;
-            let mut bytes = Vec::new();
-            let enc = image::codecs::png::PngEncoder::new(&mut bytes);
-            image::ImageEncoder::write_image(
-                enc,
+            crate::imageio::write_png(
+                &out_dir.join(name),
                 img.as_raw(),
-                r,
-                r,
-                image::ExtendedColorType::Rgb8,
-            )
-            .map_err(|e| Error::InvalidArgument(format!("PNG encoding of {name} failed: {e}")))?;
-            write_atomic(&out_dir.join(name), &bytes)?;
+                resolution,
+                resolution,
+                3,
+                crate::imageio::PngCompression::Fast,
+            )?;
         }
         Ok(())
     })?;
