@@ -266,7 +266,7 @@ impl ImageFolder {
     }
 
     /// Decodes the images `indices` (in that order) into one N x 3 x R x R batch, with their
-    /// labels; on up to `available_parallelism` threads.
+    /// labels; on up to [`crate::parallel::machine_threads`] threads.
     pub fn load_batch(&self, indices: &[usize]) -> Result<(Vec<f32>, Vec<i64>)> {
         let mut paths = Vec::with_capacity(indices.len());
         let mut labels = Vec::with_capacity(indices.len());
@@ -450,8 +450,8 @@ fn luma(rgb: &[f32], n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Decodes `paths` into one batch, on up to `available_parallelism` threads; the first error
-/// (in path order) is returned.
+/// Decodes `paths` into one batch, on up to [`crate::parallel::machine_threads`] threads; the
+/// first error (in path order) is returned.
 fn load_many(paths: &[&Path], resolution: usize, channels: usize) -> Result<Vec<f32>> {
     check_resolution(resolution)?;
     check_channels(channels)?;
