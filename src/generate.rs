@@ -63,7 +63,7 @@ pub struct Request<'a> {
     pub known: Option<&'a [f32]>,
     /// ... and where it is known, in [0, 1] (1 = kept): per value (`num * dim`), per pixel
     /// broadcast over channels (`num * H * W` for C x H x W samples), or one mask for every
-    /// sample (`dim` or `H * W` values). See [`Sampler::set_inpaint`].
+    /// sample (`dim` or `H * W` values). See [`crate::sampler::Sampler::set_inpaint`].
     pub mask: Option<&'a [f32]>,
 }
 

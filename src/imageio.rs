@@ -35,17 +35,72 @@ fn check_shape(len: usize, n: usize, c: usize, h: usize, w: usize) -> Result<()>
     Ok(())
 }
 
-fn encode_png(pixels: &[u8], w: usize, h: usize, c: usize) -> Result<Vec<u8>> {
-    let color = if c == 1 {
-        image::ExtendedColorType::L8
-    } else {
-        image::ExtendedColorType::Rgb8
+/// How hard [`encode_png`] compresses (always with adaptive filtering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PngCompression {
+    /// Fast deflate: generated images, grids and the evaluation folder (the `image` crate's
+    /// default, what libdpm has always written them with).
+    Fast,
+    /// Balanced deflate (the `png` crate's default): plots, whose flat colours it packs into
+    /// files several times smaller, and which keep the bytes they have always had.
+    Balanced,
+}
+
+/// Encodes 8-bit pixels as a PNG file's bytes: `h` rows of `w` pixels, row-major, `c`
+/// interleaved channels (1: gray, 3: RGB). Every PNG libdpm writes (images, grids, the
+/// evaluation folder, plots) goes through here.
+///
+/// # Errors
+/// [`Error::Shape`] when `pixels` does not hold `w x h x c` values, `c` is not 1 or 3, or a
+/// side is 0 or does not fit 32 bits; [`Error::InvalidArgument`] when encoding fails.
+pub fn encode_png(
+    pixels: &[u8],
+    w: usize,
+    h: usize,
+    c: usize,
+    compression: PngCompression,
+) -> Result<Vec<u8>> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    let color = match c {
+        1 => image::ExtendedColorType::L8,
+        3 => image::ExtendedColorType::Rgb8,
+        _ => return Err(Error::Shape(format!("PNG: 1 or 3 channels, got {c}"))),
+    };
+    let (Ok(w32), Ok(h32)) = (u32::try_from(w), u32::try_from(h)) else {
+        return Err(Error::Shape(format!("PNG: {w} x {h} pixels is too large")));
+    };
+    // The encoder panics on a buffer of the wrong length: check it first.
+    if w == 0 || h == 0 || w.checked_mul(h).and_then(|v| v.checked_mul(c)) != Some(pixels.len()) {
+        return Err(Error::Shape(format!(
+            "PNG: {} bytes are not {w} x {h} pixels of {c} channel(s)",
+            pixels.len()
+        )));
+    }
+    let level = match compression {
+        PngCompression::Fast => CompressionType::Fast,
+        // `image` maps its `Default` to the `png` crate's `Balanced`.
+        PngCompression::Balanced => CompressionType::Default,
     };
     let mut out = Vec::new();
-    let enc = image::codecs::png::PngEncoder::new(&mut out);
-    image::ImageEncoder::write_image(enc, pixels, w as u32, h as u32, color)
+    let enc = PngEncoder::new_with_quality(&mut out, level, FilterType::Adaptive);
+    image::ImageEncoder::write_image(enc, pixels, w32, h32, color)
         .map_err(|e| Error::InvalidArgument(format!("PNG encoding failed: {e}")))?;
     Ok(out)
+}
+
+/// [`encode_png`], then written to `path` atomically ([`write_atomic`]).
+///
+/// # Errors
+/// As [`encode_png`] and [`write_atomic`].
+pub fn write_png(
+    path: &Path,
+    pixels: &[u8],
+    w: usize,
+    h: usize,
+    c: usize,
+    compression: PngCompression,
+) -> Result<()> {
+    write_atomic(path, &encode_png(pixels, w, h, c, compression)?)
 }
 
 /// Interleaved 8-bit pixels (HWC) of image `i` of a CHW batch.
@@ -166,7 +221,14 @@ pub fn save_png(
             "image {i} of a batch of {n}"
         )));
     }
-    write_atomic(path, &encode_png(&pixels(images, i, c, h, w), w, h, c)?)
+    write_png(
+        path,
+        &pixels(images, i, c, h, w),
+        w,
+        h,
+        c,
+        PngCompression::Fast,
+    )
 }
 
 /// Saves a batch of `n` CHW images as one PNG grid with `cols` columns and a 2-pixel gap.
@@ -193,7 +255,7 @@ pub fn save_grid(
             grid[dst..dst + w * c].copy_from_slice(&px[y * w * c..(y + 1) * w * c]);
         }
     }
-    write_atomic(path, &encode_png(&grid, gw, gh, c)?)
+    write_png(path, &grid, gw, gh, c, PngCompression::Fast)
 }
 
 #[cfg(test)]
@@ -323,5 +385,50 @@ mod tests {
         assert!(save_png(&dir.join("x.png"), &imgs[1..], n, 0, c, h, w).is_err());
         assert!(save_grid(&dir.join("no/such/dir/g.png"), &imgs, n, c, h, w, 2).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn png_encoding_keeps_each_writer_s_bytes() {
+        // Flat colours with a few marks, like a plot, and noise, like an image.
+        let (w, h) = (67, 41);
+        let mut seed = 7u32;
+        let mut noise = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 24) as u8
+        };
+        let plot: Vec<u8> = (0..w * h * 3)
+            .map(|i| if (i / 3) % 13 == 0 { noise() } else { 255 })
+            .collect();
+        let img: Vec<u8> = (0..w * h * 3).map(|_| noise()).collect();
+        for px in [&plot, &img] {
+            // Balanced: what the plots were written with, the `png` crate's defaults.
+            let mut want = Vec::new();
+            let mut enc = png::Encoder::new(&mut want, w as u32, h as u32);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut wr = enc.write_header().unwrap();
+            wr.write_image_data(px).unwrap();
+            wr.finish().unwrap();
+            let got = encode_png(px, w, h, 3, PngCompression::Balanced).unwrap();
+            assert_eq!(got, want);
+            // Fast: what images were written with, the `image` crate's default encoder.
+            let mut want = Vec::new();
+            image::ImageEncoder::write_image(
+                image::codecs::png::PngEncoder::new(&mut want),
+                px,
+                w as u32,
+                h as u32,
+                image::ExtendedColorType::Rgb8,
+            )
+            .unwrap();
+            assert_eq!(encode_png(px, w, h, 3, PngCompression::Fast).unwrap(), want);
+        }
+        // Wrong sizes and channel counts are errors, not the encoder's panic.
+        let shape = |r: Result<Vec<u8>>| matches!(r, Err(Error::Shape(_)));
+        let fast = PngCompression::Fast;
+        assert!(shape(encode_png(&img[1..], w, h, 3, fast)));
+        assert!(shape(encode_png(&img, w, h, 2, fast)));
+        assert!(shape(encode_png(&[], 0, 0, 3, fast)));
+        assert!(shape(encode_png(&img, usize::MAX, 2, 3, fast)));
     }
 }

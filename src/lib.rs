@@ -10,8 +10,9 @@
 //! - [`guidance`]: classifier-free guidance conventions;
 //! - [`sampler`]: solver + guidance + batch = what a host drives step by step;
 //! - [`data`]: data sets (the 2D toy sets of the reference workflow, image folders);
-//! - [`imageio`]: PNG output of generated images and grids;
-//! - [`metrics`]: Chamfer distance, FID;
+//! - [`imageio`]: model images to 8-bit pixels; the one PNG writer (images, grids, plots);
+//! - [`parallel`]: the one way work is split over threads, and the machine's thread count;
+//! - [`metrics`]: Chamfer distance, FID (its feature extractor and linear algebra);
 //! - [`plot`]: PNG scatter plots and loss curves;
 //! - [`rng`]: counter-based random numbers (batch- and thread-invariant);
 //! - [`runtime`]: finding and loading ONNX Runtime, execution providers;
@@ -19,7 +20,7 @@
 //! - [`exact`]: closed-form models (Gaussian mixtures) for validating solvers;
 //! - [`train`]: training through the ONNX training-step graphs, checkpoints, export;
 //! - [`generate`]: batch generation with an ONNX model;
-//! - [`bench`]: the NFE-versus-quality harness (solvers x NFE x guidance, CD or FID, CSV + plots);
+//! - [`mod@bench`]: the NFE-versus-quality harness (solvers x NFE x guidance, CD or FID, CSV + plots);
 //! - [`fsutil`]: atomic file writes, regular-file reads;
 //! - [`onnx_file`]: reading a model file and its external weights defensively, into memory;
 //! - `dylib` (private): what the dynamic loader knows (libdpm.so's folder, ONNX Runtime's
@@ -27,7 +28,7 @@
 //! - [`ffi`]: the C ABI (`include/dpm.h`);
 //! - [`error`]: the error type.
 //!
-//! [`bench`], [`metrics`] and [`plot`] are the tools, built with the `tools` feature (on by
+//! [`mod@bench`], [`metrics`] and [`plot`] are the tools, built with the `tools` feature (on by
 //! default; the `dpm` binary needs it); the core builds without them.
 //!
 //! How they fit together, the invariants they keep and which may depend on which:
@@ -56,6 +57,7 @@ pub mod imageio;
 pub mod metrics;
 pub mod model;
 pub mod onnx_file;
+pub mod parallel;
 #[cfg(feature = "tools")]
 pub mod plot;
 pub mod rng;

@@ -3,8 +3,9 @@
 //!
 //! Drawing uses `plotters`' bitmap backend in memory and text through `ab_glyph` with the
 //! DejaVu Sans font embedded in the library (the `dejavu` crate), so plotting needs no system
-//! library or font at build or run time. The image is encoded with the `png` crate and written
-//! atomically: to a temporary file in the destination folder, then renamed over the path.
+//! library or font at build or run time. The image is encoded by libdpm's one PNG writer
+//! ([`crate::imageio::write_png`]) and written atomically: to a temporary file in the
+//! destination folder, then renamed over the path.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -557,20 +558,12 @@ where
                 Error::InvalidArgument(format!("plot {}: drawing failed: {e}", path.display()))
             })?;
     }
-    write_png_atomic(path, &buf, width, height)
-}
-
-/// Encodes an RGB8 image as PNG and writes it atomically.
-fn write_png_atomic(path: &Path, rgb: &[u8], width: u32, height: u32) -> Result<()> {
-    let mut bytes = Vec::with_capacity(rgb.len() / 4 + 1024);
-    {
-        let mut encoder = png::Encoder::new(&mut bytes, width, height);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        encoder
-            .write_header()
-            .and_then(|mut w| w.write_image_data(rgb).and_then(|_| w.finish()))
-            .map_err(|e| Error::InvalidArgument(format!("plot {}: {e}", path.display())))?;
-    }
-    crate::fsutil::write_atomic(path, &bytes)
+    crate::imageio::write_png(
+        path,
+        &buf,
+        width as usize,
+        height as usize,
+        3,
+        crate::imageio::PngCompression::Balanced,
+    )
 }

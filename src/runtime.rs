@@ -253,9 +253,7 @@ impl Runtime {
             provider,
             // A ceiling, not a count: more threads than the machine runs at once only contend
             // (4096 made one run take minutes).
-            intra_threads: opts
-                .intra_threads
-                .min(crate::solver::kernels::machine_threads()),
+            intra_threads: opts.intra_threads.min(crate::parallel::machine_threads()),
             spinning: opts.spinning,
         })
     }

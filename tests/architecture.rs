@@ -23,6 +23,7 @@ const CORE: &[&str] = &[
     "fsutil",
     "schedule",
     "guidance",
+    "parallel",
     "spacing",
     "imageio",
     "onnx_file",

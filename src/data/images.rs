@@ -33,7 +33,6 @@ use image::imageops::FilterType;
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::imageio::write_atomic;
 
 /// Default cap on the images taken per class (docs/workflow.md, section 9: the first 3000 sorted file names).
 pub const DEFAULT_MAX_PER_CLASS: usize = 3000;
@@ -267,7 +266,7 @@ impl ImageFolder {
     }
 
     /// Decodes the images `indices` (in that order) into one N x 3 x R x R batch, with their
-    /// labels; on up to `available_parallelism` threads.
+    /// labels; on up to [`crate::parallel::machine_threads`] threads.
     pub fn load_batch(&self, indices: &[usize]) -> Result<(Vec<f32>, Vec<i64>)> {
         let mut paths = Vec::with_capacity(indices.len());
         let mut labels = Vec::with_capacity(indices.len());
@@ -451,8 +450,8 @@ fn luma(rgb: &[f32], n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Decodes `paths` into one batch, on up to `available_parallelism` threads; the first error
-/// (in path order) is returned.
+/// Decodes `paths` into one batch, on up to [`crate::parallel::machine_threads`] threads; the
+/// first error (in path order) is returned.
 fn load_many(paths: &[&Path], resolution: usize, channels: usize) -> Result<Vec<f32>> {
     check_resolution(resolution)?;
     check_channels(channels)?;
@@ -461,24 +460,12 @@ fn load_many(paths: &[&Path], resolution: usize, channels: usize) -> Result<Vec<
     if paths.is_empty() {
         return Ok(out);
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(paths.len());
-    let per = paths.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = out
-            .chunks_mut(per * dim)
-            .zip(paths.chunks(per))
-            .map(|(dst, ps)| {
-                s.spawn(move || -> Result<()> {
-                    for (d, p) in dst.chunks_mut(dim).zip(ps) {
-                        d.copy_from_slice(&load_image_channels(p, resolution, channels)?);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        join_workers(handles, "image decoding")
+    let per = crate::parallel::part_size(paths.len(), crate::parallel::machine_threads());
+    crate::parallel::try_for_each_rows(&mut out, dim, per, "image decoding", |first, dst| {
+        for (d, p) in dst.chunks_mut(dim).zip(&paths[first..]) {
+            d.copy_from_slice(&load_image_channels(p, resolution, channels)?);
+        }
+        Ok(())
     })?;
     Ok(out)
 }
@@ -529,37 +516,20 @@ pub fn build_eval_folder(
             strangers.len()
         )));
     }
-    let r = resolution as u32;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(plan.len());
-    let per = plan.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = plan
-            .chunks(per)
-            .map(|part| {
-                s.spawn(move || -> Result<()> {
-                    for (src, name) in part {
-                        let img = decode_rgb(src, resolution)?;
-                        let mut bytes = Vec::new();
-                        let enc = image::codecs::png::PngEncoder::new(&mut bytes);
-                        image::ImageEncoder::write_image(
-                            enc,
-                            img.as_raw(),
-                            r,
-                            r,
-                            image::ExtendedColorType::Rgb8,
-                        )
-                        .map_err(|e| {
-                            Error::InvalidArgument(format!("PNG encoding of {name} failed: {e}"))
-                        })?;
-                        write_atomic(&out_dir.join(name), &bytes)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        join_workers(handles, "image writing")
+    let per = crate::parallel::part_size(plan.len(), crate::parallel::machine_threads());
+    crate::parallel::try_map_ranges(plan.len(), per, "image writing", |range| {
+        for (src, name) in &plan[range] {
+            let img = decode_rgb(src, resolution)?;
+            crate::imageio::write_png(
+                &out_dir.join(name),
+                img.as_raw(),
+                resolution,
+                resolution,
+                3,
+                crate::imageio::PngCompression::Fast,
+            )?;
+        }
+        Ok(())
     })?;
     Ok(plan.len())
 }
@@ -579,16 +549,4 @@ pub fn load_flat_folder(dir: impl AsRef<Path>, resolution: usize) -> Result<Vec<
     }
     let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     load_many(&paths, resolution, 3)
-}
-
-/// Joins worker threads, returning the first error (a panicked worker becomes an error).
-fn join_workers(
-    handles: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>,
-    what: &str,
-) -> Result<()> {
-    for h in handles {
-        h.join()
-            .unwrap_or_else(|_| Err(Error::InvalidArgument(format!("{what} thread panicked"))))?;
-    }
-    Ok(())
 }

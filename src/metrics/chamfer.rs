@@ -141,37 +141,21 @@ where
 {
     let n = rows.len() / dim;
     let threads = if parallel {
-        std::thread::available_parallelism()
-            .map(|t| t.get())
-            .unwrap_or(1)
-            .min(MAX_THREADS)
+        crate::parallel::machine_threads().min(MAX_THREADS)
     } else {
         1
     };
     if threads <= 1 || n < 2 * threads {
         return rows.chunks_exact(dim).map(&f).collect();
     }
-    let chunk = n.div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|s| {
-        let jobs: Vec<_> = rows
-            .chunks(chunk * dim)
-            .map(|src| {
-                // The job only borrows, so it is Copy: a thread that cannot be started, or
-                // that fails, leaves its share to this thread.
-                let job = move || src.chunks_exact(dim).map(f).collect::<Vec<f64>>();
-                (std::thread::Builder::new().spawn_scoped(s, job).ok(), job)
-            })
-            .collect();
-        let mut out = Vec::with_capacity(n);
-        for (handle, job) in jobs {
-            match handle.map(|h| h.join()) {
-                Some(Ok(part)) => out.extend(part),
-                _ => out.extend(job()),
-            }
-        }
-        out
+    let per = crate::parallel::part_size(n, threads);
+    crate::parallel::map_ranges(n, per, |r| {
+        rows[r.start * dim..r.end * dim]
+            .chunks_exact(dim)
+            .map(&f)
+            .collect::<Vec<f64>>()
     })
+    .concat()
 }
 
 /// A uniform grid over a 2D point set for exact nearest-neighbour queries.

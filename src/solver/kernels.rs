@@ -2,23 +2,17 @@
 //! one pass over the inputs, one write, optionally split across threads (results do not
 //! depend on the split: every element is computed the same way).
 
-use std::sync::OnceLock;
+// Still reachable here, where callers of the kernels have always found it.
+pub use crate::parallel::machine_threads;
 
 /// Below this many elements threads cost more than they save.
 const PAR_MIN: usize = 1 << 16;
 /// Fewest elements one thread is given: a thread more would cost more than its share saves.
 const MIN_CHUNK: usize = 1 << 14;
 
-/// The threads this process may run at once (`std::thread::available_parallelism`, which
-/// honours CPU affinity and cgroup quotas; 1 when unknown). Read once: it costs system calls.
-pub fn machine_threads() -> usize {
-    static N: OnceLock<usize> = OnceLock::new();
-    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 /// The threads an update of `len` elements runs on when `requested` are configured: never
 /// more than the machine has ([`machine_threads`]) nor than the work supports (one per
-/// [`MIN_CHUNK`] elements; one below [`PAR_MIN`]), at least 1. A caller's count (the C API's
+/// `MIN_CHUNK` = 2^14 elements; one below `PAR_MIN` = 2^16), at least 1. A caller's count (the C API's
 /// `threads`, up to `i32::MAX`) is a ceiling, never a number of threads to spawn.
 pub fn effective_threads(requested: usize, len: usize) -> usize {
     if len < PAR_MIN {
@@ -31,17 +25,8 @@ pub fn effective_threads(requested: usize, len: usize) -> usize {
 /// [`effective_threads`].
 fn par_chunks(out: &mut [f32], threads: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let threads = effective_threads(threads, out.len());
-    if threads <= 1 {
-        f(0, out);
-        return;
-    }
-    let chunk = out.len().div_ceil(threads);
-    std::thread::scope(|sc| {
-        for (i, part) in out.chunks_mut(chunk).enumerate() {
-            let f = &f;
-            sc.spawn(move || f(i * chunk, part));
-        }
-    });
+    let chunk = crate::parallel::part_size(out.len(), threads);
+    crate::parallel::for_each_rows(out, 1, chunk, f);
 }
 
 /// Most terms one update combines (the widest stepper, UniPC-3 with its corrector, has 4).
