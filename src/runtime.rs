@@ -276,6 +276,22 @@ impl Runtime {
         self.intra_threads
     }
 
+    /// The memory of the provider's device, for tensors that should live where the graph
+    /// computes (the trainer's state): the GPU's with CUDA, host memory with the CPU provider.
+    pub(crate) fn device_memory_info(&self) -> Result<ort::memory::MemoryInfo<'static>> {
+        use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+        let (device, id) = match self.provider {
+            Provider::Cpu => (AllocationDevice::CPU, 0),
+            Provider::Cuda { device_id } => (AllocationDevice::CUDA, device_id),
+        };
+        Ok(MemoryInfo::new(
+            device,
+            id,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )?)
+    }
+
     /// ONNX Runtime's version string (e.g. `1.31.1`; empty if the library does not say).
     pub fn ort_version(&self) -> String {
         // ort::info() is the build-info string ("ORT Build Info: git-branch=..."), which does
