@@ -64,6 +64,86 @@ impl Provider {
     }
 }
 
+/// How cuDNN picks convolution algorithms on the CUDA provider (ONNX Runtime's
+/// `cudnn_conv_algo_search`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvSearch {
+    /// Benchmark every algorithm for each convolution shape on its first run and keep the
+    /// fastest (ONNX Runtime's own default: a slow first run, then the best kernels).
+    #[default]
+    Exhaustive,
+    /// cuDNN's heuristic ranking, without benchmarking (fast start, usually close).
+    Heuristic,
+    /// cuDNN's default algorithm (implicit precomputed GEMM): no search, least workspace.
+    Default,
+}
+
+impl ConvSearch {
+    /// Every search, in the order the names list them.
+    pub const ALL: [ConvSearch; 3] = [Self::Exhaustive, Self::Heuristic, Self::Default];
+
+    /// `exhaustive`, `heuristic` or `default`.
+    pub fn named(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| Error::UnknownName {
+                kind: "cuDNN convolution search",
+                name: name.into(),
+                known: "exhaustive, heuristic, default".into(),
+            })
+    }
+
+    /// The name [`ConvSearch::named`] takes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Exhaustive => "exhaustive",
+            Self::Heuristic => "heuristic",
+            Self::Default => "default",
+        }
+    }
+
+    fn to_ort(self) -> ort::ep::cuda::ConvAlgorithmSearch {
+        use ort::ep::cuda::ConvAlgorithmSearch as S;
+        match self {
+            Self::Exhaustive => S::Exhaustive,
+            Self::Heuristic => S::Heuristic,
+            Self::Default => S::Default,
+        }
+    }
+}
+
+/// Settings of the CUDA execution provider. They change which kernels run, not what is
+/// computed; on any other provider they are ignored ([`Runtime::cuda_options_apply`] says
+/// whether they take effect), so one configuration serves a machine with and without a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CudaOptions {
+    /// TensorFloat-32 for convolutions and matrix products (10-bit mantissa inputs, fp32
+    /// accumulation: faster on Ampere and later, results differ from fp32 in about the 3rd
+    /// significant digit). `None` keeps ONNX Runtime's default (off).
+    pub tf32: Option<bool>,
+    /// How cuDNN picks convolution algorithms.
+    pub conv_search: ConvSearch,
+}
+
+impl CudaOptions {
+    /// True when nothing differs from ONNX Runtime's defaults.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The CUDA provider with these settings on `device_id`.
+    fn provider(&self, device_id: i32) -> ort::ep::ExecutionProviderDispatch {
+        let mut ep = ort::ep::CUDA::default()
+            .with_device_id(device_id)
+            .with_conv_algorithm_search(self.conv_search.to_ort());
+        if let Some(on) = self.tf32 {
+            ep = ep.with_tf32(on);
+        }
+        ep.build().error_on_failure()
+    }
+}
+
 /// How to set up the runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
@@ -108,6 +188,7 @@ pub struct Runtime {
     provider: Provider,
     intra_threads: usize,
     spinning: bool,
+    cuda: CudaOptions,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -115,6 +196,7 @@ impl std::fmt::Debug for Runtime {
         f.debug_struct("Runtime")
             .field("library", &self.library)
             .field("provider", &self.provider)
+            .field("cuda", &self.cuda)
             .finish()
     }
 }
@@ -255,7 +337,27 @@ impl Runtime {
             // (4096 made one run take minutes).
             intra_threads: opts.intra_threads.min(crate::parallel::machine_threads()),
             spinning: opts.spinning,
+            cuda: CudaOptions::default(),
         })
+    }
+
+    /// This runtime with the CUDA provider's settings for the sessions it makes from now on.
+    /// On another provider (the CPU, also after a `cpu_fallback`) they are kept but have no
+    /// effect: [`Runtime::cuda_options_apply`] is false.
+    #[must_use]
+    pub fn with_cuda_options(mut self, cuda: CudaOptions) -> Self {
+        self.cuda = cuda;
+        self
+    }
+
+    /// The CUDA provider's settings.
+    pub fn cuda_options(&self) -> CudaOptions {
+        self.cuda
+    }
+
+    /// Whether [`Runtime::cuda_options`] take effect (the provider is CUDA).
+    pub fn cuda_options_apply(&self) -> bool {
+        matches!(self.provider, Provider::Cuda { .. })
     }
 
     /// The library file in use.
@@ -272,6 +374,22 @@ impl Runtime {
     /// (0 = ONNX Runtime's default).
     pub fn intra_threads(&self) -> usize {
         self.intra_threads
+    }
+
+    /// The memory of the provider's device, for tensors that should live where the graph
+    /// computes (the trainer's state): the GPU's with CUDA, host memory with the CPU provider.
+    pub(crate) fn device_memory_info(&self) -> Result<ort::memory::MemoryInfo<'static>> {
+        use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+        let (device, id) = match self.provider {
+            Provider::Cpu => (AllocationDevice::CPU, 0),
+            Provider::Cuda { device_id } => (AllocationDevice::CUDA, device_id),
+        };
+        Ok(MemoryInfo::new(
+            device,
+            id,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )?)
     }
 
     /// ONNX Runtime's version string (e.g. `1.31.1`; empty if the library does not say).
@@ -306,10 +424,7 @@ impl Runtime {
             b = b.with_profiling(prefix).map_err(ort::Error::from)?;
         }
         if let Provider::Cuda { device_id } = self.provider {
-            let ep = ort::ep::CUDA::default()
-                .with_device_id(device_id)
-                .build()
-                .error_on_failure();
+            let ep = self.cuda.provider(device_id);
             b = b
                 .with_execution_providers([ep])
                 .map_err(|e| Error::ProviderUnavailable {
@@ -415,6 +530,35 @@ mod tests {
     /// Each candidate file is listed once, so a failed search reports each place once (that
     /// no build-machine path is compiled in is checked on the installed library by
     /// tests/system_library.rs).
+    #[test]
+    fn cuda_options_names_and_defaults() {
+        for c in ConvSearch::ALL {
+            assert_eq!(ConvSearch::named(c.name()).unwrap(), c);
+        }
+        let e = ConvSearch::named("fastest").unwrap_err().to_string();
+        assert!(e.contains("exhaustive, heuristic, default"), "{e}");
+        assert!(
+            ConvSearch::named("Exhaustive").is_err(),
+            "names are lower-case"
+        );
+        // The defaults are ONNX Runtime's: TF32 off (unset), exhaustive search.
+        let d = CudaOptions::default();
+        assert!(d.is_default());
+        assert_eq!((d.tf32, d.conv_search), (None, ConvSearch::Exhaustive));
+        assert!(!CudaOptions {
+            tf32: Some(false),
+            ..d
+        }
+        .is_default());
+        // Building the provider with every combination is infallible (ORT checks the values
+        // when a session registers it).
+        for tf32 in [None, Some(true), Some(false)] {
+            for conv_search in ConvSearch::ALL {
+                let _ = CudaOptions { tf32, conv_search }.provider(0);
+            }
+        }
+    }
+
     #[test]
     fn candidates_are_unique() {
         let c = candidates(Some(Path::new("/x/libonnxruntime.so")));

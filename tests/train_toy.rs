@@ -138,7 +138,7 @@ fn corrupt_checkpoints_are_refused() {
     cfg.steps = 5;
     let mut tr = trainer(&cfg);
     tr.train_step().unwrap();
-    let c = tr.checkpoint();
+    let c = tr.checkpoint().unwrap();
     let bytes = c.to_bytes().unwrap();
     let p = std::path::Path::new("ckpt");
     assert_eq!(dpm::train::Checkpoint::from_bytes(&bytes, p).unwrap(), c);
@@ -240,7 +240,8 @@ fn trainer_noises_with_the_manifest_schedule() {
         tr.train_step().unwrap();
     }
     let b = tr.draw_batch(301).unwrap();
-    let exported = dpm::train::export_model(tr.manifest(), &tr.raw_params(), &dir.join("now"));
+    let exported =
+        dpm::train::export_model(tr.manifest(), &tr.raw_params().unwrap(), &dir.join("now"));
     let mut model = dpm::model::OnnxModel::load(&rt(), &exported.unwrap()).unwrap();
     let own = common::eps_mse(&mut model, &want, &b);
     let reference = common::eps_mse(&mut model, &Schedule::reference(), &b);
@@ -259,7 +260,7 @@ fn a_checkpoint_of_another_configuration_is_a_mismatch_not_any_error() {
     cfg.steps = 3;
     let mut a = trainer(&cfg);
     a.train_step().unwrap();
-    let ck = a.checkpoint();
+    let ck = a.checkpoint().unwrap();
     let mut other = cfg.clone();
     other.lr = 5e-4;
     let mut b = trainer(&other);

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use dpm::model::OnnxModel;
-use dpm::runtime::{Provider, Runtime, RuntimeOptions};
+use dpm::runtime::{ConvSearch, CudaOptions, Provider, Runtime, RuntimeOptions};
 use dpm::solver::{SolverConfig, SOLVER_NAMES};
 use dpm::Result;
 
@@ -129,17 +129,64 @@ pub struct RtArgs {
     /// Let idle ONNX Runtime threads spin (faster on a dedicated machine).
     #[arg(long)]
     spin: bool,
+    /// CUDA provider: TensorFloat-32 convolutions and matrix products (default: ONNX
+    /// Runtime's, off). Ignored, with a notice, on the CPU.
+    #[arg(long, value_enum)]
+    tf32: Option<OnOff>,
+    /// CUDA provider: how cuDNN picks convolution algorithms (default: exhaustive). Ignored,
+    /// with a notice, on the CPU.
+    #[arg(long, value_enum)]
+    conv_search: Option<ConvSearchArg>,
+}
+
+/// `on` / `off` for a switch that has a third state, "unset" (the library's default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+/// [`dpm::runtime::ConvSearch`] on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ConvSearchArg {
+    Exhaustive,
+    Heuristic,
+    Default,
 }
 
 impl RtArgs {
+    /// The CUDA settings the flags ask for.
+    fn cuda_options(&self) -> CudaOptions {
+        let d = CudaOptions::default();
+        CudaOptions {
+            tf32: self.tf32.map(|v| v == OnOff::On),
+            conv_search: match self.conv_search {
+                None => d.conv_search,
+                Some(ConvSearchArg::Exhaustive) => ConvSearch::Exhaustive,
+                Some(ConvSearchArg::Heuristic) => ConvSearch::Heuristic,
+                Some(ConvSearchArg::Default) => ConvSearch::Default,
+            },
+        }
+    }
+
     fn runtime(&self) -> Result<Runtime> {
-        Runtime::new(&RuntimeOptions {
+        let rt = Runtime::new(&RuntimeOptions {
             library: self.ort_lib.clone(),
             provider: self.provider,
             cpu_fallback: self.cpu_fallback,
             intra_threads: self.threads,
             spinning: self.spin,
-        })
+        })?
+        .with_cuda_options(self.cuda_options());
+        // Asked for, but nothing to apply them to (the CPU, or a fallback to it): say so
+        // rather than let a timing run believe they were in effect.
+        if (self.tf32.is_some() || self.conv_search.is_some()) && !rt.cuda_options_apply() {
+            eprintln!(
+                "note: --tf32 / --conv-search apply to the CUDA provider only; ignored on {}",
+                rt.provider().name()
+            );
+        }
+        Ok(rt)
     }
 }
 
@@ -255,4 +302,52 @@ pub fn class_map_line(names: &[String]) -> String {
         .map(|(k, n)| format!("{}={n}", k + 1))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt_args(args: &[&str]) -> std::result::Result<RtArgs, clap::Error> {
+        let mut argv = vec!["dpm", "info"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.cmd {
+            Cmd::Info { rt, .. } => Ok(rt),
+            _ => unreachable!("parsed as info"),
+        }
+    }
+
+    /// `--tf32 on|off` and `--conv-search NAME` become the library's CUDA options; unset flags
+    /// keep its defaults; anything else is refused by the parser.
+    #[test]
+    fn cuda_flags_parse_and_validate() {
+        assert!(rt_args(&[]).unwrap().cuda_options().is_default());
+        let o = rt_args(&["--tf32", "on", "--conv-search", "heuristic"])
+            .unwrap()
+            .cuda_options();
+        assert_eq!(o.tf32, Some(true));
+        assert_eq!(o.conv_search, ConvSearch::Heuristic);
+        let o = rt_args(&["--tf32", "off", "--conv-search", "default"])
+            .unwrap()
+            .cuda_options();
+        assert_eq!((o.tf32, o.conv_search), (Some(false), ConvSearch::Default));
+        let o = rt_args(&["--conv-search", "exhaustive"])
+            .unwrap()
+            .cuda_options();
+        assert_eq!((o.tf32, o.conv_search), (None, ConvSearch::Exhaustive));
+        for bad in [
+            &["--tf32", "yes"][..],
+            &["--tf32"],
+            &["--conv-search", "fastest"],
+        ] {
+            assert!(rt_args(bad).is_err(), "{bad:?} accepted");
+        }
+        // The CLI's names are the library's.
+        for c in ConvSearch::ALL {
+            let o = rt_args(&["--conv-search", c.name()])
+                .unwrap()
+                .cuda_options();
+            assert_eq!(o.conv_search, c);
+        }
+    }
 }

@@ -8,7 +8,17 @@
 //! implementation), the sampling of t, eps and CFG label dropout happen here with the seeded
 //! counter-based RNG, so a run is a pure function of its configuration. The state stays in
 //! ONNX Runtime tensors between steps: two sets bound through two IoBindings (A -> B and
-//! B -> A), used alternately, so nothing is copied or rebound per step.
+//! B -> A), used alternately, so the state is never copied between steps.
+//!
+//! Where the state lives is a [`StatePlacement`]. By default ([`StatePlacement::Device`]) its
+//! tensors are allocated with the session's device allocator (the GPU's memory with the CUDA
+//! provider, ordinary memory with the CPU provider) and bound once, inputs and outputs, in
+//! both bindings: each step re-binds only the batch and the step's scalars, and only the loss
+//! comes back. The state crosses to the host only when asked ([`Trainer::state`],
+//! [`Trainer::checkpoint`], [`Trainer::raw_params`], [`Trainer::export`]), through ONNX
+//! Runtime's copy (docs/onnxruntime.md, "IoBinding"). [`StatePlacement::Host`] is the earlier
+//! scheme (state in host memory, every input re-bound each step), kept as the reference the
+//! device path is compared with bit for bit (tests/train_device.rs) and as a fallback.
 
 pub mod checkpoint;
 pub mod custom;
@@ -19,6 +29,7 @@ pub mod run;
 
 use std::path::{Path, PathBuf};
 
+use ort::memory::Allocator;
 use ort::session::{IoBinding, Session};
 use ort::value::Tensor;
 use serde::{Deserialize, Serialize};
@@ -232,6 +243,64 @@ impl TrainConfig {
     }
 }
 
+/// Where a [`Trainer`] keeps its parameters, Adam moments and EMA between steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatePlacement {
+    /// In the execution provider's own memory (the GPU's with CUDA), bound once; only the
+    /// batch goes up and the loss comes down per step. The default.
+    #[default]
+    Device,
+    /// In host memory, every input bound again before each step (with CUDA the whole state
+    /// crosses PCIe both ways every step). The reference the device path is checked against.
+    Host,
+}
+
+impl StatePlacement {
+    /// `device` or `host`.
+    pub fn named(name: &str) -> Result<Self> {
+        match name {
+            "device" => Ok(Self::Device),
+            "host" => Ok(Self::Host),
+            _ => Err(Error::UnknownName {
+                kind: "training state placement",
+                name: name.into(),
+                known: "device, host".into(),
+            }),
+        }
+    }
+
+    /// The placement `DPM_TRAIN_STATE` asks for (`device` or `host`), the default when unset
+    /// or empty. Lets the CLI and the GPU comparison (scripts/gpu-check) time both without an
+    /// API of their own; an unknown value is an error, not a silent default.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("DPM_TRAIN_STATE") {
+            Ok(v) if !v.is_empty() => Self::named(&v),
+            _ => Ok(Self::default()),
+        }
+    }
+
+    /// `device` or `host`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Device => "device",
+            Self::Host => "host",
+        }
+    }
+}
+
+/// Where a trainer's state is, as ONNX Runtime reports it for the state tensors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDevice {
+    /// The placement the trainer was made with.
+    pub placement: StatePlacement,
+    /// ONNX Runtime's allocation device of the state tensors (`Cpu`, `Cuda`, ...).
+    pub device: String,
+    /// The device ordinal.
+    pub device_id: i32,
+    /// Whether the host can read the state tensors directly (false on a GPU).
+    pub cpu_accessible: bool,
+}
+
 /// Scalar and batch tensors fed to the training graph.
 struct Inputs {
     x_t: Tensor<f32>,
@@ -252,6 +321,7 @@ pub struct Trainer {
     bindings: [IoBinding; 2],
     /// Two state sets, each `sets * params` tensors (p..., m..., v..., e...).
     state: [Vec<Tensor<f32>>; 2],
+    placement: StatePlacement,
     cur: usize,
     sets: usize,
     /// Input names of the state tensors, in the order of a state set.
@@ -296,6 +366,16 @@ fn bind_inputs(
     for (n, v) in names.iter().zip(state) {
         bd.bind_input(n, v)?;
     }
+    bind_step_inputs(bd, inputs)?;
+    for (n, v) in extra {
+        bd.bind_input(*n, v)?;
+    }
+    Ok(())
+}
+
+/// Binds the inputs that change from step to step: the batch, its timesteps, noise and labels,
+/// the learning rate and the step count (and the dropout seed, written every step).
+fn bind_step_inputs(bd: &mut IoBinding, inputs: &Inputs) -> Result<()> {
     bd.bind_input("x_t", &inputs.x_t)?;
     for (n, v) in [("t", &inputs.t), ("eps", &inputs.eps)] {
         if let Some(v) = v {
@@ -312,9 +392,6 @@ fn bind_inputs(
     }
     bd.bind_input("lr", &inputs.lr)?;
     bd.bind_input("step", &inputs.step)?;
-    for (n, v) in extra {
-        bd.bind_input(*n, v)?;
-    }
     Ok(())
 }
 
@@ -325,12 +402,25 @@ fn scalar_f32(alloc: &ort::memory::Allocator, v: f32) -> Result<Tensor<f32>> {
 }
 
 impl Trainer {
-    /// Sets up a run from its initial parameters.
+    /// Sets up a run from its initial parameters, its state where `DPM_TRAIN_STATE` says
+    /// ([`StatePlacement::from_env`]; the device by default).
     pub fn new(
         rt: &Runtime,
         cfg: TrainConfig,
         manifest: Manifest,
         data: Box<dyn DataSource>,
+    ) -> Result<Self> {
+        Self::with_placement(rt, cfg, manifest, data, StatePlacement::from_env()?)
+    }
+
+    /// [`Trainer::new`] with the state kept where `placement` says. Both placements give
+    /// bit-identical runs.
+    pub fn with_placement(
+        rt: &Runtime,
+        cfg: TrainConfig,
+        manifest: Manifest,
+        data: Box<dyn DataSource>,
+        placement: StatePlacement,
     ) -> Result<Self> {
         cfg.validate()?;
         let ema = cfg.ema_decay > 0.0;
@@ -385,11 +475,19 @@ impl Trainer {
         } else {
             x_shape.extend(&sample_shape);
         }
+        // The device allocator of the provider the session runs on (the tensors it makes live
+        // where the graph computes; on the CPU provider that is host memory, so this path runs
+        // and is tested without a GPU).
+        let device_alloc = match placement {
+            StatePlacement::Device => Some(Allocator::new(&session, rt.device_memory_info()?)?),
+            StatePlacement::Host => None,
+        };
+        let state_alloc = device_alloc.as_ref().unwrap_or(alloc);
         let mk_state = || -> Result<Vec<Tensor<f32>>> {
             let mut v = Vec::with_capacity(sets * manifest.params.len());
             for _ in 0..sets {
                 for p in &manifest.params {
-                    v.push(Tensor::<f32>::new(alloc, p.shape.clone())?);
+                    v.push(Tensor::<f32>::new(state_alloc, p.shape.clone())?);
                 }
             }
             Ok(v)
@@ -513,6 +611,7 @@ impl Trainer {
             session,
             bindings: [b0, b1],
             state,
+            placement,
             cur: 0,
             sets,
             state_names,
@@ -574,30 +673,36 @@ impl Trainer {
                     total
                 )));
             }
+        }
+        for (s, vals) in sets.iter().enumerate() {
             let mut off = 0;
             for (i, p) in self.manifest.params.iter().enumerate() {
                 let n = p.numel();
-                self.state[self.cur][s * np + i]
-                    .extract_tensor_mut()
-                    .1
-                    .copy_from_slice(&vals[off..off + n]);
+                let dst = &mut self.state[self.cur][s * np + i];
+                match self.placement {
+                    StatePlacement::Host => dst
+                        .extract_tensor_mut()
+                        .1
+                        .copy_from_slice(&vals[off..off + n]),
+                    StatePlacement::Device => {
+                        let host =
+                            Tensor::from_array((p.shape.clone(), vals[off..off + n].to_vec()))?;
+                        host.copy_into(&mut *dst)?;
+                    }
+                }
                 off += n;
             }
         }
         Ok(())
     }
 
-    /// The current state sets: params, Adam m, Adam v (, EMA).
-    pub fn state(&self) -> Vec<Vec<f32>> {
+    /// The current state sets: params, Adam m, Adam v (, EMA), copied down to the host from
+    /// where they live ([`Trainer::state_device`]): with the CUDA provider this is the one
+    /// transfer of the whole state, so call it at checkpoint intervals, not every step.
+    pub fn state(&self) -> Result<Vec<Vec<f32>>> {
         let np = self.manifest.params.len();
         (0..self.sets)
-            .map(|s| {
-                let mut v = Vec::with_capacity(self.manifest.total_len());
-                for i in 0..np {
-                    v.extend_from_slice(self.state[self.cur][s * np + i].extract_tensor().1);
-                }
-                v
-            })
+            .map(|s| self.read_set(s * np..(s + 1) * np))
             .collect()
     }
 
@@ -608,7 +713,7 @@ impl Trainer {
     /// trained weights (Adam-style bias correction), so even a short run exports an average
     /// of what it learned rather than a blend with its initialisation.
     pub fn export_params(&self) -> Result<Vec<f32>> {
-        let mut st = self.state();
+        let mut st = self.state()?;
         if self.sets < 4 {
             return Ok(st.swap_remove(0));
         }
@@ -731,15 +836,20 @@ impl Trainer {
         self.inputs.lr.extract_tensor_mut().1[0] = self.cfg.lr_at(k) as f32;
         self.inputs.step.extract_tensor_mut().1[0] = k as f32;
         // ONNX Runtime copies an input to the provider's device when it is bound (a no-op on
-        // the CPU), so with CUDA every input is bound again with this step's values.
+        // the CPU), so with CUDA every host input is bound again with this step's values. State
+        // in device memory is bound once (in `with_placement`): the binding holds the tensor
+        // itself, and the graph reads what the previous step wrote there.
         let bd = &mut self.bindings[self.cur];
-        bind_inputs(
-            bd,
-            &self.state_names,
-            &self.state[self.cur],
-            &self.inputs,
-            &self.extra,
-        )?;
+        match self.placement {
+            StatePlacement::Host => bind_inputs(
+                bd,
+                &self.state_names,
+                &self.state[self.cur],
+                &self.inputs,
+                &self.extra,
+            )?,
+            StatePlacement::Device => bind_step_inputs(bd, &self.inputs)?,
+        }
         bd.synchronize_inputs()?;
         self.session.run_binding(bd)?;
         // Outputs bound in host memory are copied back by the run; wait for those copies.
@@ -758,10 +868,10 @@ impl Trainer {
         Ok(loss)
     }
 
-    /// A checkpoint of the current state.
-    pub fn checkpoint(&self) -> Checkpoint {
-        let state = self.state();
-        Checkpoint {
+    /// A checkpoint of the current state (copied down from the device, see [`Trainer::state`]).
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let state = self.state()?;
+        Ok(Checkpoint {
             header: checkpoint::Header {
                 network: self.manifest.network.clone(),
                 weights_sha256: self.manifest.weights_sha256.clone(),
@@ -773,7 +883,7 @@ impl Trainer {
             },
             losses: self.losses.clone(),
             state,
-        }
+        })
     }
 
     /// Continues from a checkpoint of the same network and configuration (the step count
@@ -798,14 +908,53 @@ impl Trainer {
         Ok(())
     }
 
-    /// The raw (not averaged) parameters.
-    pub fn raw_params(&self) -> Vec<f32> {
+    /// The raw (not averaged) parameters, copied down from where the state lives.
+    pub fn raw_params(&self) -> Result<Vec<f32>> {
         let np = self.manifest.params.len();
-        let mut v = Vec::with_capacity(self.manifest.total_len());
-        for i in 0..np {
-            v.extend_from_slice(self.state[self.cur][i].extract_tensor().1);
+        self.read_set(0..np)
+    }
+
+    /// Where the state lives: the placement and the device ONNX Runtime reports for the state
+    /// tensors.
+    pub fn state_device(&self) -> StateDevice {
+        let mi = self.state[self.cur]
+            .first()
+            .map(|t| t.memory_info())
+            .map(|m| {
+                (
+                    m.allocation_device().as_str().to_string(),
+                    m.device_id(),
+                    m.is_cpu_accessible(),
+                )
+            })
+            .unwrap_or_else(|| ("Cpu".into(), 0, true));
+        StateDevice {
+            placement: self.placement,
+            device: mi.0,
+            device_id: mi.1,
+            cpu_accessible: mi.2,
         }
-        v
+    }
+
+    /// The values of the current set's tensors `range`, concatenated, read on the host. Device
+    /// tensors are copied into host tensors first (ONNX Runtime's copy: `copy_into`, an
+    /// identity run bound across the two devices; no unsafe code).
+    fn read_set(&self, range: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        let np = self.manifest.params.len();
+        let mut v = Vec::new();
+        for k in range {
+            let src = &self.state[self.cur][k];
+            match self.placement {
+                StatePlacement::Host => v.extend_from_slice(src.extract_tensor().1),
+                StatePlacement::Device => {
+                    let shape = self.manifest.params[k % np].shape.clone();
+                    let mut host = Tensor::<f32>::new(self.session.allocator(), shape)?;
+                    src.copy_into(&mut host)?;
+                    v.extend_from_slice(host.extract_tensor().1);
+                }
+            }
+        }
+        Ok(v)
     }
 
     /// True when an EMA copy of the parameters is kept.

@@ -106,17 +106,17 @@ pub fn train_to_dir_with(
         report.step(tr.step(), smooth, t0);
         let every = cfg.checkpoint_every;
         if every > 0 && tr.step() % every == 0 && tr.step() < cfg.steps {
-            tr.checkpoint().save(&ckpt)?;
+            tr.checkpoint()?.save(&ckpt)?;
         }
         if stop(tr.step(), loss) {
-            tr.checkpoint().save(&ckpt)?;
+            tr.checkpoint()?.save(&ckpt)?;
             report.abandon();
             return Err(Error::Cancelled);
         }
     }
     report.finish();
     let seconds = t0.elapsed().as_secs_f64();
-    tr.checkpoint().save(&ckpt)?;
+    tr.checkpoint()?.save(&ckpt)?;
     // The loss curve as a plot is the CLI's (`dpm train` writes loss.png): the plotting code
     // and its font stay out of libdpm.so.
     write_loss_csv(&dir.join("loss.csv"), &cfg, tr.losses())?;
@@ -124,7 +124,7 @@ pub fn train_to_dir_with(
     let model_raw = if tr.has_ema() {
         Some(super::export_model_with_classes(
             tr.manifest(),
-            &tr.raw_params(),
+            &tr.raw_params()?,
             &dir.join("model_raw"),
             &tr.class_names(),
         )?)
