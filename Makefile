@@ -31,24 +31,26 @@ bench: setup
 examples: build
 	$(MAKE) -C examples-c
 
-# A host-ready, relocatable layout (see scripts/install): PREFIX/lib/libdpm.so.VERSION with
+# A host-ready, relocatable layout (see scripts/install); the libraries it installs are built
+# without the tools (no bench, metrics, plots: the `tools` feature is the CLI's): PREFIX/lib/libdpm.so.VERSION with
 # its SONAME symlinks, libdpm.a, ONNX Runtime beside them, PREFIX/bin/dpm,
 # PREFIX/include/dpm.h, pkg-config files (dpm, dpm-static), PREFIX/lib/cmake/dpm/
 # (find_package(dpm)), PREFIX/share/dpm/models. DPM_DEBUG=separate|keep for debug info.
 PREFIX ?= /usr/local
 install: build
+	cargo build --release --lib --no-default-features
 	./scripts/install $(PREFIX)
 
 # The C API tests and examples under valgrind memcheck (also part of `make test`).
 valgrind: setup
-	cargo build --lib
+	cargo build --lib --no-default-features
 	cargo test --test c_api --no-run
 	./scripts/valgrind
 
 # ASan/UBSan C tests and valgrind'd Rust tests (part of `make test`), plus the Rust tests
 # rebuilt with AddressSanitizer (slow: not part of `make test`).
 sanitize: setup
-	cargo build --lib
+	cargo build --lib --no-default-features
 	./scripts/sanitize --asan-rust
 
 # Fuzz every target for FUZZ_SECONDS each (make test runs 10 s per target).

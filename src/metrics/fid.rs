@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 
-use super::linalg::{rows_per_thread, trace_sqrt_product};
+use super::linalg::trace_sqrt_product;
 
 /// Mean and covariance of a set of feature vectors (`f64`).
 #[derive(Debug, Clone, PartialEq)]
@@ -202,4 +202,14 @@ pub fn fid_from_features(a: &[f32], b: &[f32], dim: usize) -> Result<f64> {
         &GaussianStats::from_features(a, dim)?,
         &GaussianStats::from_features(b, dim)?,
     )
+}
+
+/// Rows of output per thread for `work` multiply-adds over `n` rows (one block when small).
+fn rows_per_thread(n: usize, work: usize) -> usize {
+    let threads = if work < (1 << 24) {
+        1
+    } else {
+        crate::parallel::machine_threads().min(16)
+    };
+    crate::parallel::part_size(n, threads)
 }

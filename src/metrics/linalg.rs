@@ -9,10 +9,10 @@
 //! `sqrt(S1) = V diag(sqrt(l)) V^T` from the eigendecomposition `S1 = V diag(l) V^T`.
 //! Eigenvalues at the rounding level (below `d * eps * max |l|`, negative ones included) count
 //! as zero (the reference takes the real part of scipy's `sqrtm`, which is the same number up
-//! to rounding). The eigensolver ([`SymmetricEigen`]) is the classic Householder
-//! tridiagonalisation followed by the implicit QL iteration (EISPACK `tred2`/`tql2`): about
-//! `3 d^3` operations once, where a Jacobi solver repeats `~2 d^3` per sweep for several sweeps,
-//! which matters for 2048-wide Inception features.
+//! to rounding). The eigendecompositions and the matrix products are `faer`'s (Householder
+//! tridiagonalisation, then divide and conquer; blocked SIMD products), on one thread.
+
+use faer::{Mat, MatRef, Par, Side};
 
 use crate::error::{Error, Result};
 
@@ -33,23 +33,39 @@ pub fn trace_sqrt_product(s1: &[f64], s2: &[f64], d: usize) -> Result<f64> {
             s2.len()
         )));
     }
-    let e1 = SymmetricEigen::new(s1, d, true)?;
-    let r: Vec<f64> = clamp_roundoff(&e1.values)
-        .into_iter()
-        .map(f64::sqrt)
-        .collect();
-    // W holds the eigenvectors as rows: W = V^T. C = W S2 W^T.
-    let w = &e1.vectors_t;
-    let ws2 = matmul(w, s2, d);
-    let mut c = matmul_bt(&ws2, w, d);
+    check_finite(s2)?;
+    let (l, v) = eigen(s1, d, true)?;
+    let r: Vec<f64> = clamp_roundoff(&l).into_iter().map(f64::sqrt).collect();
+    let s2 = MatRef::from_row_major_slice(s2, d, d);
+    let mut vt_s2 = Mat::<f64>::zeros(d, d);
+    faer::linalg::matmul::matmul(
+        vt_s2.as_mut(),
+        faer::Accum::Replace,
+        v.transpose(),
+        s2,
+        1.0,
+        Par::Seq,
+    );
+    let mut c = Mat::<f64>::zeros(d, d);
+    faer::linalg::matmul::matmul(
+        c.as_mut(),
+        faer::Accum::Replace,
+        vt_s2.as_ref(),
+        v.as_ref(),
+        1.0,
+        Par::Seq,
+    );
+    // diag(r) C diag(r), symmetrised (the eigensolver reads one triangle).
+    let mut m = vec![0f64; d * d];
     for i in 0..d {
-        for j in 0..d {
-            c[i * d + j] *= r[i] * r[j];
+        for j in 0..=i {
+            let x = 0.5 * (c[(i, j)] + c[(j, i)]) * r[i] * r[j];
+            m[i * d + j] = x;
+            m[j * d + i] = x;
         }
     }
-    symmetrize(&mut c, d);
-    let e2 = SymmetricEigen::new(&c, d, false)?;
-    Ok(clamp_roundoff(&e2.values).into_iter().map(f64::sqrt).sum())
+    let (ev, _) = eigen(&m, d, false)?;
+    Ok(clamp_roundoff(&ev).into_iter().map(f64::sqrt).sum())
 }
 
 /// Eigenvalues of a positive semi-definite matrix with the rounding noise of the zero ones
@@ -64,9 +80,44 @@ fn clamp_roundoff(values: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// The eigendecomposition `A = V diag(values) V^T` of a real symmetric matrix: Householder
-/// reduction to tridiagonal form, then the implicit QL iteration (EISPACK `tred2`/`tql2`, as
-/// in JAMA). Eigenvalues ascend.
+fn check_finite(a: &[f64]) -> Result<()> {
+    if a.iter().any(|v| !v.is_finite()) {
+        return Err(Error::InvalidArgument(
+            "eigendecomposition: the matrix holds a non-finite value".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Eigenvalues (ascending) of the symmetric `n x n` row-major matrix `a`, read from its lower
+/// triangle, and with `vectors` the eigenvectors as the columns of a matrix (else an empty
+/// one). `a` is checked (size, finite values) first: faer panics on a matrix that is not
+/// square and does not promise anything for non-finite entries.
+fn eigen(a: &[f64], n: usize, vectors: bool) -> Result<(Vec<f64>, Mat<f64>)> {
+    if n == 0 || a.len() != n * n {
+        return Err(Error::Shape(format!(
+            "eigendecomposition: {} values are not a {n} x {n} matrix",
+            a.len()
+        )));
+    }
+    check_finite(a)?;
+    // Row-major lower triangle = column-major upper triangle of the same matrix.
+    let m = MatRef::from_column_major_slice(a, n, n);
+    let failed =
+        |_| Error::InvalidArgument("eigendecomposition: the eigensolver did not converge".into());
+    // faer is built without rayon (Cargo.toml), so its global parallelism is one thread.
+    if vectors {
+        let e = m.self_adjoint_eigen(Side::Upper).map_err(failed)?;
+        let values = e.S().column_vector().iter().copied().collect();
+        Ok((values, e.U().to_owned()))
+    } else {
+        let values = m.self_adjoint_eigenvalues(Side::Upper).map_err(failed)?;
+        Ok((values, Mat::new()))
+    }
+}
+
+/// The eigendecomposition `A = V diag(values) V^T` of a real symmetric matrix (`faer`'s
+/// self-adjoint eigensolver). Eigenvalues ascend.
 #[derive(Debug, Clone)]
 pub struct SymmetricEigen {
     /// Matrix size.
@@ -84,44 +135,15 @@ impl SymmetricEigen {
     ///
     /// # Errors
     /// [`Error::Shape`] when `a` is not `n x n`; [`Error::InvalidArgument`] for a non-finite
-    /// entry or (never seen in practice) when the QL iteration does not converge.
+    /// entry or (never seen in practice) when the eigensolver does not converge.
     pub fn new(a: &[f64], n: usize, vectors: bool) -> Result<Self> {
-        if n == 0 || a.len() != n * n {
-            return Err(Error::Shape(format!(
-                "eigendecomposition: {} values are not a {n} x {n} matrix",
-                a.len()
-            )));
-        }
-        if a.iter().any(|v| !v.is_finite()) {
-            return Err(Error::InvalidArgument(
-                "eigendecomposition: the matrix holds a non-finite value".into(),
-            ));
-        }
-        // Symmetric from the lower triangle.
-        let mut v = vec![0f64; n * n];
-        for i in 0..n {
-            for j in 0..=i {
-                v[i * n + j] = a[i * n + j];
-                v[j * n + i] = a[i * n + j];
-            }
-        }
-        let mut d = vec![0f64; n];
-        let mut e = vec![0f64; n];
-        // Both phases work on the transpose of JAMA's V (eigenvectors as rows), so that their
-        // inner loops run along rows.
-        tred2(&mut v, &mut d, &mut e, n, vectors);
-        let mut wt = if vectors { v } else { Vec::new() };
-        tql2(&mut wt, &mut d, &mut e, n, vectors)?;
-        // Sort ascending (tql2's order is nearly sorted already).
-        let mut idx: Vec<usize> = (0..n).collect();
-        idx.sort_by(|&i, &j| d[i].total_cmp(&d[j]));
-        let values: Vec<f64> = idx.iter().map(|&i| d[i]).collect();
+        let (values, v) = eigen(a, n, vectors)?;
+        // Column k of V is row k of V^T.
         let vectors_t = if vectors {
-            let mut out = vec![0f64; n * n];
-            for (k, &i) in idx.iter().enumerate() {
-                out[k * n..(k + 1) * n].copy_from_slice(&wt[i * n..(i + 1) * n]);
-            }
-            out
+            let v = &v;
+            (0..n)
+                .flat_map(|k| (0..n).map(move |i| v[(i, k)]))
+                .collect()
         } else {
             Vec::new()
         };
@@ -131,255 +153,6 @@ impl SymmetricEigen {
             vectors_t,
         })
     }
-}
-
-/// Householder tridiagonalisation (JAMA `tred2`) on the TRANSPOSE: JAMA's `V[i][j]` is
-/// `v[j * n + i]` here (the input is symmetric, so it starts the same), which makes the inner
-/// loops contiguous. On return `d` is the diagonal, `e[1..]` the subdiagonal, and `v` the
-/// transposed orthogonal transformation (its rows are the basis vectors) when `vectors`
-/// (otherwise `v` is scratch).
-fn tred2(v: &mut [f64], d: &mut [f64], e: &mut [f64], n: usize, vectors: bool) {
-    for j in 0..n {
-        d[j] = v[j * n + (n - 1)];
-    }
-    for i in (1..n).rev() {
-        let mut scale = 0.0;
-        let mut h = 0.0;
-        for dk in d.iter().take(i) {
-            scale += dk.abs();
-        }
-        if scale == 0.0 {
-            e[i] = d[i - 1];
-            for j in 0..i {
-                d[j] = v[j * n + (i - 1)];
-                v[j * n + i] = 0.0;
-                v[i * n + j] = 0.0;
-            }
-        } else {
-            for dk in d.iter_mut().take(i) {
-                *dk /= scale;
-                h += *dk * *dk;
-            }
-            let mut f = d[i - 1];
-            let mut g = h.sqrt();
-            if f > 0.0 {
-                g = -g;
-            }
-            e[i] = scale * g;
-            h -= f * g;
-            d[i - 1] = f - g;
-            for ej in e.iter_mut().take(i) {
-                *ej = 0.0;
-            }
-            for j in 0..i {
-                f = d[j];
-                v[i * n + j] = f;
-                g = e[j] + v[j * n + j] * f;
-                for k in j + 1..i {
-                    g += v[j * n + k] * d[k];
-                    e[k] += v[j * n + k] * f;
-                }
-                e[j] = g;
-            }
-            f = 0.0;
-            for j in 0..i {
-                e[j] /= h;
-                f += e[j] * d[j];
-            }
-            let hh = f / (h + h);
-            for j in 0..i {
-                e[j] -= hh * d[j];
-            }
-            for j in 0..i {
-                f = d[j];
-                g = e[j];
-                for k in j..i {
-                    v[j * n + k] -= f * e[k] + g * d[k];
-                }
-                d[j] = v[j * n + (i - 1)];
-                v[j * n + i] = 0.0;
-            }
-        }
-        d[i] = h;
-    }
-    if !vectors {
-        // The tridiagonal's diagonal sits on v's diagonal (see the accumulation below, which
-        // saves V[i][i] before it touches anything at or below row i of V).
-        for (j, dj) in d.iter_mut().enumerate() {
-            *dj = v[j * n + j];
-        }
-        e[0] = 0.0;
-        return;
-    }
-    for i in 0..n - 1 {
-        v[i * n + (n - 1)] = v[i * n + i];
-        v[i * n + i] = 1.0;
-        let h = d[i + 1];
-        if h != 0.0 {
-            for k in 0..=i {
-                d[k] = v[(i + 1) * n + k] / h;
-            }
-            for j in 0..=i {
-                let mut g = 0.0;
-                for k in 0..=i {
-                    g += v[(i + 1) * n + k] * v[j * n + k];
-                }
-                for k in 0..=i {
-                    v[j * n + k] -= g * d[k];
-                }
-            }
-        }
-        for k in 0..=i {
-            v[(i + 1) * n + k] = 0.0;
-        }
-    }
-    for j in 0..n {
-        d[j] = v[j * n + (n - 1)];
-        v[j * n + (n - 1)] = 0.0;
-    }
-    v[(n - 1) * n + (n - 1)] = 1.0;
-    e[0] = 0.0;
-}
-
-/// Implicit QL iteration on the symmetric tridiagonal matrix (`d`, `e[1..]`) (JAMA `tql2`),
-/// accumulating the rotations into the ROWS of `wt` (the transposed eigenvector matrix) when
-/// `vectors`. On return `d` holds the eigenvalues (unsorted).
-fn tql2(wt: &mut [f64], d: &mut [f64], e: &mut [f64], n: usize, vectors: bool) -> Result<()> {
-    for i in 1..n {
-        e[i - 1] = e[i];
-    }
-    e[n - 1] = 0.0;
-    let mut f = 0.0;
-    let mut tst1: f64 = 0.0;
-    let eps = f64::EPSILON;
-    for l in 0..n {
-        tst1 = tst1.max(d[l].abs() + e[l].abs());
-        let mut m = l;
-        while m < n - 1 && e[m].abs() > eps * tst1 {
-            m += 1;
-        }
-        if m > l {
-            let mut iter = 0;
-            loop {
-                iter += 1;
-                if iter > 100 {
-                    return Err(Error::InvalidArgument(
-                        "eigendecomposition: the QL iteration did not converge".into(),
-                    ));
-                }
-                let mut g = d[l];
-                let mut p = (d[l + 1] - g) / (2.0 * e[l]);
-                let mut r = p.hypot(1.0);
-                if p < 0.0 {
-                    r = -r;
-                }
-                d[l] = e[l] / (p + r);
-                d[l + 1] = e[l] * (p + r);
-                let dl1 = d[l + 1];
-                let mut h = g - d[l];
-                for di in d.iter_mut().skip(l + 2) {
-                    *di -= h;
-                }
-                f += h;
-                p = d[m];
-                let mut c = 1.0;
-                let mut c2 = c;
-                let mut c3 = c;
-                let el1 = e[l + 1];
-                let mut s = 0.0;
-                let mut s2 = 0.0;
-                for i in (l..m).rev() {
-                    c3 = c2;
-                    c2 = c;
-                    s2 = s;
-                    g = c * e[i];
-                    h = c * p;
-                    r = p.hypot(e[i]);
-                    e[i + 1] = s * r;
-                    s = e[i] / r;
-                    c = p / r;
-                    p = c * d[i] - s * g;
-                    d[i + 1] = h + s * (c * g + s * d[i]);
-                    if vectors {
-                        let (lo, hi) = wt.split_at_mut((i + 1) * n);
-                        let row_i = &mut lo[i * n..];
-                        let row_i1 = &mut hi[..n];
-                        for (a, b) in row_i.iter_mut().zip(row_i1.iter_mut()) {
-                            let h = *b;
-                            *b = s * *a + c * h;
-                            *a = c * *a - s * h;
-                        }
-                    }
-                }
-                p = -s * s2 * c3 * el1 * e[l] / dl1;
-                e[l] = s * p;
-                d[l] = c * p;
-                if e[l].abs() <= eps * tst1 {
-                    break;
-                }
-            }
-        }
-        d[l] += f;
-        e[l] = 0.0;
-    }
-    Ok(())
-}
-
-fn symmetrize(a: &mut [f64], n: usize) {
-    for i in 0..n {
-        for j in 0..i {
-            let m = 0.5 * (a[i * n + j] + a[j * n + i]);
-            a[i * n + j] = m;
-            a[j * n + i] = m;
-        }
-    }
-}
-
-/// Rows of output per thread for `work` multiply-adds over `n` rows (one block when small).
-pub(super) fn rows_per_thread(n: usize, work: usize) -> usize {
-    let threads = if work < (1 << 24) {
-        1
-    } else {
-        crate::parallel::machine_threads().min(16)
-    };
-    crate::parallel::part_size(n, threads)
-}
-
-/// `A B` for `n x n` row-major matrices.
-fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
-    let mut c = vec![0f64; n * n];
-    crate::parallel::for_each_rows(&mut c, n, rows_per_thread(n, n * n * n), |i0, block| {
-        for (r, crow) in block.chunks_exact_mut(n).enumerate() {
-            let i = i0 + r;
-            for k in 0..n {
-                let aik = a[i * n + k];
-                if aik != 0.0 {
-                    for (cj, bj) in crow.iter_mut().zip(&b[k * n..(k + 1) * n]) {
-                        *cj += aik * bj;
-                    }
-                }
-            }
-        }
-    });
-    c
-}
-
-/// `A B^T` for `n x n` row-major matrices.
-fn matmul_bt(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
-    let mut c = vec![0f64; n * n];
-    crate::parallel::for_each_rows(&mut c, n, rows_per_thread(n, n * n * n), |i0, block| {
-        for (r, crow) in block.chunks_exact_mut(n).enumerate() {
-            let arow = &a[(i0 + r) * n..(i0 + r + 1) * n];
-            for (j, cj) in crow.iter_mut().enumerate() {
-                *cj = arow
-                    .iter()
-                    .zip(&b[j * n..(j + 1) * n])
-                    .map(|(x, y)| x * y)
-                    .sum();
-            }
-        }
-    });
-    c
 }
 
 #[cfg(test)]
