@@ -45,8 +45,9 @@ pub struct TuneArgs {
     /// How --guidance is read: ho or scale.
     #[arg(long, default_value = "ho", value_parser = super::by_name(Convention::named))]
     convention: Convention,
-    /// What the refinement minimises: each sample's distance to the teacher's (trajectory)
-    /// or the energy distance between the two sample sets (distribution).
+    /// What the refinement minimises: each sample's distance to the teacher's (trajectory),
+    /// the energy distance between the two sample sets (distribution) or their Chamfer
+    /// distance (chamfer: sharp sets at very low NFE).
     #[arg(long, value_enum, default_value_t = ObjectiveArg::Trajectory)]
     objective: ObjectiveArg,
     /// Write the result (JSON) here.
@@ -62,6 +63,7 @@ pub struct TuneArgs {
 enum ObjectiveArg {
     Trajectory,
     Distribution,
+    Chamfer,
 }
 
 pub fn run(a: &TuneArgs) -> Result<()> {
@@ -86,6 +88,7 @@ pub fn run(a: &TuneArgs) -> Result<()> {
         objective: match a.objective {
             ObjectiveArg::Trajectory => Objective::Trajectory,
             ObjectiveArg::Distribution => Objective::Distribution,
+            ObjectiveArg::Chamfer => Objective::Chamfer,
         },
     };
     let mut t = dpm::tune::tune_model(&mut model, &cfg, &cond, |phase| {
