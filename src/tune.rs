@@ -51,8 +51,9 @@ pub enum Objective {
     /// its nearest teacher sample plus that of each teacher sample to its nearest sample.
     /// Local structure dominates it: a sample off the teacher's thin manifold costs however
     /// well the sets match at large, which is what a sharp low-NFE sample set needs (on the
-    /// swiss roll it is what turns 5 NFE from 4x the 100-NFE Chamfer distance into ~1.2x;
-    /// docs/solvers.md).
+    /// swiss roll it is what turns 5 NFE from 4x the 100-NFE Chamfer distance into ~1.2x).
+    /// Nearest neighbours in pixel space are not what an image metric sees: on images it
+    /// made the FID worse (docs/solvers.md).
     Chamfer,
 }
 

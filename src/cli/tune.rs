@@ -47,7 +47,8 @@ pub struct TuneArgs {
     convention: Convention,
     /// What the refinement minimises: each sample's distance to the teacher's (trajectory),
     /// the energy distance between the two sample sets (distribution) or their Chamfer
-    /// distance (chamfer: sharp sets at very low NFE).
+    /// distance (chamfer: sharp sets at very low NFE, for low-dimensional samples; not for
+    /// images, docs/solvers.md).
     #[arg(long, value_enum, default_value_t = ObjectiveArg::Trajectory)]
     objective: ObjectiveArg,
     /// Write the result (JSON) here.
