@@ -57,6 +57,32 @@ pub enum Objective {
     Chamfer,
 }
 
+impl Objective {
+    /// Every objective, in the order the names list them.
+    pub const ALL: [Objective; 3] = [Self::Trajectory, Self::Distribution, Self::Chamfer];
+
+    /// `trajectory`, `distribution` or `chamfer` (the names the tuned-steps file uses).
+    pub fn named(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| crate::Error::UnknownName {
+                kind: "tuning objective",
+                name: name.into(),
+                known: "trajectory, distribution, chamfer".into(),
+            })
+    }
+
+    /// The name [`Objective::named`] takes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Trajectory => "trajectory",
+            Self::Distribution => "distribution",
+            Self::Chamfer => "chamfer",
+        }
+    }
+}
+
 /// What to tune and how hard.
 #[derive(Debug, Clone)]
 pub struct TuneConfig {
@@ -540,4 +566,24 @@ pub fn parse_spec(spec: &str, nfe: usize, model_dir: &Path) -> Result<SolverConf
     let mut c = SolverConfig::parse(&key, nfe)?;
     c.spacing = Spacing::Custom(load_tuned(model_dir, &key, nfe)?);
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CLI's names (`Objective::named`) are the tuned-steps file's (serde), and unknown
+    /// names list the known ones.
+    #[test]
+    fn objective_names_are_the_file_names() {
+        for o in Objective::ALL {
+            assert_eq!(Objective::named(o.name()).unwrap(), o);
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.name())
+            );
+        }
+        let e = Objective::named("energy").unwrap_err().to_string();
+        assert!(e.contains("trajectory, distribution, chamfer"), "{e}");
+    }
 }

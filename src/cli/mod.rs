@@ -133,10 +133,10 @@ pub struct RtArgs {
     /// Runtime's, off). Ignored, with a notice, on the CPU.
     #[arg(long, value_enum)]
     tf32: Option<OnOff>,
-    /// CUDA provider: how cuDNN picks convolution algorithms (default: exhaustive). Ignored,
-    /// with a notice, on the CPU.
-    #[arg(long, value_enum)]
-    conv_search: Option<ConvSearchArg>,
+    /// CUDA provider: how cuDNN picks convolution algorithms: exhaustive (the default),
+    /// heuristic or default. Ignored, with a notice, on the CPU.
+    #[arg(long, value_parser = by_name(ConvSearch::named))]
+    conv_search: Option<ConvSearch>,
 }
 
 /// `on` / `off` for a switch that has a third state, "unset" (the library's default).
@@ -146,26 +146,12 @@ enum OnOff {
     Off,
 }
 
-/// [`dpm::runtime::ConvSearch`] on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum ConvSearchArg {
-    Exhaustive,
-    Heuristic,
-    Default,
-}
-
 impl RtArgs {
     /// The CUDA settings the flags ask for.
     fn cuda_options(&self) -> CudaOptions {
-        let d = CudaOptions::default();
         CudaOptions {
             tf32: self.tf32.map(|v| v == OnOff::On),
-            conv_search: match self.conv_search {
-                None => d.conv_search,
-                Some(ConvSearchArg::Exhaustive) => ConvSearch::Exhaustive,
-                Some(ConvSearchArg::Heuristic) => ConvSearch::Heuristic,
-                Some(ConvSearchArg::Default) => ConvSearch::Default,
-            },
+            conv_search: self.conv_search.unwrap_or_default(),
         }
     }
 

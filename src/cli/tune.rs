@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use dpm::guidance::{Convention, Guidance};
 use dpm::model::OnnxModel;
@@ -49,8 +49,8 @@ pub struct TuneArgs {
     /// the energy distance between the two sample sets (distribution) or their Chamfer
     /// distance (chamfer: sharp sets at very low NFE, for low-dimensional samples; not for
     /// images, docs/solvers.md).
-    #[arg(long, value_enum, default_value_t = ObjectiveArg::Trajectory)]
-    objective: ObjectiveArg,
+    #[arg(long, default_value = "trajectory", value_parser = super::by_name(Objective::named))]
+    objective: Objective,
     /// Write the result (JSON) here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -58,13 +58,6 @@ pub struct TuneArgs {
     /// of `dpm sample` and `dpm bench` finds it.
     #[arg(long)]
     save: bool,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ObjectiveArg {
-    Trajectory,
-    Distribution,
-    Chamfer,
 }
 
 pub fn run(a: &TuneArgs) -> Result<()> {
@@ -86,11 +79,7 @@ pub fn run(a: &TuneArgs) -> Result<()> {
         grid: a.grid,
         teacher_substeps: a.teacher_substeps,
         max_refine_runs: a.refine_runs,
-        objective: match a.objective {
-            ObjectiveArg::Trajectory => Objective::Trajectory,
-            ObjectiveArg::Distribution => Objective::Distribution,
-            ObjectiveArg::Chamfer => Objective::Chamfer,
-        },
+        objective: a.objective,
     };
     let mut t = dpm::tune::tune_model(&mut model, &cfg, &cond, |phase| {
         eprintln!("tune-steps: {phase}")

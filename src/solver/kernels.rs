@@ -12,8 +12,9 @@ const MIN_CHUNK: usize = 1 << 14;
 
 /// The threads an update of `len` elements runs on when `requested` are configured: never
 /// more than the machine has ([`machine_threads`]) nor than the work supports (one per
-/// `MIN_CHUNK` = 2^14 elements; one below `PAR_MIN` = 2^16), at least 1. A caller's count (the C API's
-/// `threads`, up to `i32::MAX`) is a ceiling, never a number of threads to spawn.
+/// `MIN_CHUNK` = 2^14 elements; one below `PAR_MIN` = 2^16), at least 1. A caller's count
+/// (the C API's `threads`, up to `i32::MAX`) is a ceiling, never a number of threads to
+/// spawn.
 pub fn effective_threads(requested: usize, len: usize) -> usize {
     if len < PAR_MIN {
         return 1;
