@@ -133,7 +133,7 @@ pub struct Tuned {
     /// What the objectives below measure.
     #[serde(default)]
     pub objective_kind: Objective,
-    /// Objective (mean squared distance to the teacher per value) of the starting spacing.
+    /// Objective (of `objective_kind`) of the starting spacing.
     pub objective_start: f64,
     /// Objective of the dynamic-programming path.
     pub objective_dp: f64,
